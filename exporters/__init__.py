@@ -1,0 +1,1 @@
+"""Views of snapshots: text/JSON report, Prometheus collector, notifications and the Textual TUI."""

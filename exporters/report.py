@@ -1,0 +1,147 @@
+"""The one-shot report of a snapshot: `trainwatch.report/1` JSON, and a compact aligned text table."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from monitor.snapshot import Snapshot
+from monitor.units import clock, duration, human
+
+SCHEMA = "trainwatch.report/1"
+
+
+def to_dict(s: Snapshot) -> dict[str, Any]:
+    fc = s.forecast
+    return {
+        "schema": SCHEMA,
+        "log": s.log,
+        "run": s.run,
+        "format": s.format,
+        "state": s.state,
+        "progress": {"iter": s.iter, "max_iters": s.max_iters, "max_iters_source": s.max_iters_source,
+                     "fraction": s.fraction},
+        "loss": {"train": _num(s.train_loss), "val": _num(s.val_loss), "best_val": _num(s.best_val)},
+        "tokens": {"per_iter": s.tokens_per_iter, "seen": s.tokens_seen, "total": s.tokens_total,
+                   "per_second": fc.tokens_per_s, "dataset": s.dataset_tokens, "epochs": s.epochs,
+                   "epochs_total": s.epochs_total},
+        "compute": {"params": s.params, "flops_per_token": s.flops_per_token, "flops_done": s.flops_done,
+                    "flops_total": s.flops_total, "mfu": s.mfu, "mfu_logged": s.mfu_logged,
+                    "gpu_peak_flops": s.gpu_peak_flops},
+        "time": {"elapsed_s": s.elapsed_s, "iter_s": fc.iter_s, "eval_overhead_s": fc.eval_overhead_s,
+                 "evals_left": fc.evals_left, "eta_s": fc.eta_s, "eta_p10_s": fc.eta_p10_s,
+                 "eta_p90_s": fc.eta_p90_s, "finish_at": fc.finish_at, "eta_reason": fc.reason,
+                 "last_progress_at": s.last_progress_at},
+        "energy": {"joules": s.energy.joules, "forecast_joules": s.energy_forecast_j, "source": s.energy.source,
+                   "estimated_joules": s.energy.estimated_joules, "cost": s.cost},
+        "gpu": {"memory_peak_bytes": _peak_memory(s), "count": len(s.gpus) or None},
+        "error": {"type": s.error_type, "message": s.error_message},
+        "settings": {k: {"value": v.value, "source": v.source} for k, v in s.settings.items()},
+        "lines": s.lines,
+        "parse_errors": s.parse_errors,
+    }
+
+
+def to_json(s: Snapshot) -> str:
+    return json.dumps(to_dict(s), indent=2, allow_nan=False, default=str)
+
+
+def _num(v: float | None) -> float | str | None:
+    """JSON has no NaN: a NaN loss is reported as the string "nan" rather than dropped."""
+    if v is not None and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+def _peak_memory(s: Snapshot) -> int | None:
+    peaks = [getattr(g, "memory_peak_bytes", None) for g in s.gpus]
+    known = [p for p in peaks if p is not None]
+    return max(known) if known else None
+
+
+def to_text(s: Snapshot) -> str:
+    fc = s.forecast
+    rows: list[tuple[str, str]] = [
+        ("run", f"{s.run}  ({s.format}, {s.log})"),
+        ("state", s.state + (f" — {s.error_type}: {s.error_message}" if s.error_type else "")),
+        ("progress", _progress(s)),
+        ("loss", f"train {_f(s.train_loss)}   val {_f(s.val_loss)}   best val {_f(s.best_val)}"),
+        ("tokens/iter", _tokens_per_iter(s)),
+        ("tokens", f"{human(s.tokens_seen)} seen of {human(s.tokens_total)}"
+                   + (f"   {human(fc.tokens_per_s)}/s" if fc.tokens_per_s else "")),
+        ("epochs", _epochs(s)),
+        ("parameters", human(s.params) + _src(s, "params")),
+        ("FLOPs/token", human(s.flops_per_token)),
+        ("compute", f"{human(s.flops_done, 'FLOP')} done of {human(s.flops_total, 'FLOP')}"),
+        ("MFU", _mfu(s)),
+        ("time", f"{duration(s.elapsed_s)} so far, {_iter_time(fc.iter_s)} per iteration (steady)"
+                 + (f", +{fc.eval_overhead_s:.1f}s per eval" if fc.eval_overhead_s else "")),
+        ("ETA", _eta(s)),
+        ("energy", _energy(s)),
+        ("checkpoints", str(s.checkpoints)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _f(v: float | None) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
+def _src(s: Snapshot, key: str) -> str:
+    setting = s.settings.get(key)
+    return f" ({setting.source})" if setting and setting.source != "log" else ""
+
+
+def _progress(s: Snapshot) -> str:
+    if s.iter is None:
+        return "no iteration yet"
+    if s.max_iters is None:
+        return f"iter {s.iter} of ? (max_iters unknown: pass --max-iters)"
+    return f"iter {s.iter:,} of {s.max_iters:,} ({100 * (s.fraction or 0):.1f} %){_src(s, 'max_iters')}"
+
+
+def _tokens_per_iter(s: Snapshot) -> str:
+    return "—" if s.tokens_per_iter is None else f"{s.tokens_per_iter:,.0f}{_src(s, 'tokens_per_iter')}"
+
+
+def _epochs(s: Snapshot) -> str:
+    if s.epochs is None:
+        return "— (pass --dataset-tokens N or --data-dir DIR)"
+    return f"{s.epochs:.2f} so far of {s.epochs_total:.2f} ({human(s.dataset_tokens)} dataset tokens)" \
+        if s.epochs_total is not None else f"{s.epochs:.2f}"
+
+
+def _mfu(s: Snapshot) -> str:
+    real = "—" if s.mfu is None else f"{100 * s.mfu:.1f} % of the GPU's peak"
+    logged = "" if s.mfu_logged is None else f"   (log says {100 * s.mfu_logged:.2f} %, against an A100's 312 TFLOPS)"
+    return real + logged
+
+
+def _iter_time(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s"
+
+
+def _eta(s: Snapshot) -> str:
+    fc = s.forecast
+    if s.state == "finished":
+        return "finished"
+    if fc.eta_s is None:
+        return f"— ({fc.reason})" if fc.reason else "—"
+    return (f"{duration(fc.eta_s)} ({duration(fc.eta_p10_s)} – {duration(fc.eta_p90_s)}), "
+            f"finishes ~{clock(fc.finish_at, s.taken_at)}")
+
+
+def _energy(s: Snapshot) -> str:
+    e = s.energy
+    if e.joules is None:
+        return "— (no NVML; pass --power-watts W for an estimate)"
+    text = f"{e.joules / 3.6e6:.3f} kWh ({e.source})"
+    if s.energy_forecast_j is not None:
+        text += f", {s.energy_forecast_j / 3.6e6:.3f} kWh at the finish"
+    if s.cost is not None:
+        text += f", cost {s.cost:.2f}"
+    return text

@@ -1,0 +1,1 @@
+"""The core: tailing, run state, forecasting, telemetry and the writer loop that publishes snapshots."""

@@ -1,0 +1,195 @@
+"""The forecaster: pure functions of a run state and `now`.
+
+Model: the remaining time is (iterations left) × (steady-state time per iteration) + (evals left) ×
+(measured overhead per eval). The steady state comes from non-overhead samples of the current
+segment: a trimmed mean over a recent window that restarts at a detected change of level, so it
+follows throttling or a neighbour job but not single noisy samples. The band widens with the share
+of the run still ahead and with how much this run's speed has wandered so far.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, replace
+
+from monitor.state import IterPoint, RunState
+
+MIN_SAMPLES = 3
+WINDOW = 200
+CHANGE_RUN = 8
+CHANGE_THRESHOLD = 0.15
+Z90 = 1.2816  # standard normal quantile for p90
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    iter_s: float | None = None  # steady-state seconds per iteration
+    eval_overhead_s: float | None = None  # extra seconds per eval (+ checkpoint), measured
+    evals_left: int | None = None
+    eta_s: float | None = None
+    eta_p10_s: float | None = None
+    eta_p90_s: float | None = None
+    finish_at: float | None = None  # unix seconds
+    finish_p10: float | None = None
+    finish_p90: float | None = None
+    tokens_per_s: float | None = None
+    reason: str | None = None  # why there is no ETA
+    stalled_s: float | None = None  # silence beyond what the speed explains, when stalled
+    expected_gap_s: float | None = None  # expected time between two progress lines
+    slowdown: float | None = None  # current level ÷ the run's earlier steady level, when it changed
+
+
+def steady_samples(state: RunState) -> list[float]:
+    """Per-iteration seconds from the current segment's steady-state lines, oldest first."""
+    pts = state.iters.points
+    if not pts:
+        return []
+    seg = pts[-1].segment
+    out: list[float] = []
+    prev: IterPoint | None = None
+    for p in pts[-(WINDOW * 4):]:
+        if p.segment != seg:
+            prev = None
+            continue
+        if state.time_axis == "timestamps":
+            if prev is not None and not p.overhead and p.iter > prev.iter:
+                out.append((p.t - prev.t) / (p.iter - prev.iter))
+        elif not p.overhead and p.dt_s is not None:
+            out.append(p.dt_s)
+        prev = p
+    return out
+
+
+def level(samples: list[float]) -> tuple[float, int, float | None]:
+    """(steady level, samples in the window, the previous level if a change was detected)."""
+    window = samples[-WINDOW:]
+    start = _change_point(window)
+    before = _trimmed_mean(window[:start]) if start else None
+    current = window[start:]
+    return _trimmed_mean(current), len(current), before
+
+
+def _change_point(xs: list[float]) -> int:
+    """Index where the latest sustained change of level begins (0: none)."""
+    start = 0
+    i = CHANGE_RUN
+    while i + CHANGE_RUN <= len(xs):
+        base = statistics.median(xs[start:i])
+        run = xs[i:i + CHANGE_RUN]
+        m = statistics.median(run)
+        if base > 0 and abs(m / base - 1) > CHANGE_THRESHOLD:
+            side = sum(1 for x in run if (x > base) == (m > base))
+            if side >= CHANGE_RUN - 1:
+                start = i
+                i += CHANGE_RUN
+                continue
+        i += 1
+    return start
+
+
+def _trimmed_mean(xs: list[float]) -> float:
+    if len(xs) < 5:
+        return statistics.fmean(xs)
+    s = sorted(xs)
+    cut = max(1, len(s) // 10)
+    return statistics.fmean(s[cut:-cut])
+
+
+def evals_left(current_iter: int, max_iters: int, eval_interval: int | None) -> int:
+    """nanoGPT evaluates at the top of every iteration that is a multiple of eval_interval, max_iters included."""
+    if not eval_interval or eval_interval <= 0 or current_iter >= max_iters:
+        return 0
+    return max_iters // eval_interval - current_iter // eval_interval
+
+
+def max_iters_known(state: RunState) -> int | None:
+    """max_iters when the log or the user states it, or when the log shows the config and the default applies."""
+    s = state.setting("max_iters")
+    if s is None:
+        return None
+    if s.source == "default" and not _config_shown(state):
+        return None
+    return state.max_iters
+
+
+def _config_shown(state: RunState) -> bool:
+    return "config_file" in state.logged or any(
+        k not in ("tokens_per_iter", "params", "vocab_size", "fused_adamw") and not k.endswith("_params")
+        for k in state.logged)
+
+
+def forecast(state: RunState, now: float) -> Forecast:
+    last = state.last
+    tokens_per_iter = state.number("tokens_per_iter")
+    if last is None:
+        return Forecast(reason="waiting for the first iteration")
+    if state.error is not None:
+        return Forecast(reason=f"crashed ({state.error.type})")
+    samples = steady_samples(state)
+    if len(samples) < MIN_SAMPLES:
+        return Forecast(reason="warming up: too few steady iterations yet")
+    iter_s, n, before = level(samples)
+    if not math.isfinite(iter_s) or iter_s <= 0:
+        return Forecast(reason="no usable iteration times")
+    tokens_per_s = tokens_per_iter / iter_s if tokens_per_iter else None
+    slowdown = iter_s / before if before else None
+    log_interval = max(1, int(state.number("log_interval") or 1))
+    overhead = state.overhead_s / state.overhead_count if state.overhead_count else 0.0
+    gap_s = iter_s * max(1, _median_gap(state) or log_interval)
+    silence = now - state.last_wall if state.last_wall is not None else None
+    stalled = silence - gap_s if silence is not None and silence > max(5 * gap_s, 60.0) + overhead else None
+    base = Forecast(iter_s=iter_s, tokens_per_s=tokens_per_s, eval_overhead_s=overhead or None,
+                    expected_gap_s=gap_s, stalled_s=stalled, slowdown=slowdown)
+    max_iters = max_iters_known(state)
+    if max_iters is None:
+        return replace(base, reason="max_iters unknown: pass --max-iters")
+    if last.iter >= max_iters:
+        return replace(base, eta_s=0.0, eta_p10_s=0.0, eta_p90_s=0.0, evals_left=0,
+                        finish_at=state.last_wall, finish_p10=state.last_wall, finish_p90=state.last_wall)
+    interval = state.number("eval_interval")
+    n_evals = evals_left(last.iter, max_iters, int(interval) if interval else None)
+    remaining_iters = max_iters - last.iter
+    eta_from_last = remaining_iters * iter_s + n_evals * overhead
+    since_last = max(0.0, silence) if silence is not None else 0.0
+    eta = max(0.0, eta_from_last - since_last)
+    sigma = _relative_sigma(samples, n, remaining_iters, last.iter - (_segment_first(state) or 0))
+    lo = eta_from_last * math.exp(-Z90 * sigma) - since_last
+    hi = eta_from_last * math.exp(Z90 * sigma) - since_last
+    lo, hi = max(0.0, lo), max(eta, hi)
+    return replace(base, eta_s=eta, eta_p10_s=min(lo, eta), eta_p90_s=hi, evals_left=n_evals,
+                    finish_at=now + eta, finish_p10=now + min(lo, eta), finish_p90=now + hi)
+
+
+def _relative_sigma(samples: list[float], n: int, remaining: int, done: int) -> float:
+    """Log-scale spread of the remaining time: noise of the mean plus drift that grows with the horizon.
+
+    Drift is measured on this run: the spread of block means of its steady samples, which captures
+    slow wandering (thermal, data, neighbours) that per-sample noise does not.
+    """
+    window = samples[-n:] if n else samples
+    mean = statistics.fmean(window)
+    cv = statistics.pstdev(window) / mean if len(window) > 1 and mean > 0 else 0.0
+    noise = cv / math.sqrt(max(1, min(remaining, n)))
+    drift = _block_drift(samples)
+    horizon = remaining / max(1, remaining + done)
+    return math.sqrt(noise**2 + (drift**2 + 0.02**2) * (0.25 + horizon))
+
+
+def _block_drift(samples: list[float], blocks: int = 8) -> float:
+    if len(samples) < 2 * blocks:
+        return 0.05
+    size = len(samples) // blocks
+    means = [statistics.fmean(samples[i * size:(i + 1) * size]) for i in range(blocks)]
+    m = statistics.fmean(means)
+    return statistics.pstdev(means) / m if m > 0 else 0.05
+
+
+def _median_gap(state: RunState) -> int | None:
+    pts = state.iters.points[-21:]
+    gaps = [b.iter - a.iter for a, b in zip(pts, pts[1:]) if b.iter > a.iter]
+    return int(statistics.median(gaps)) if gaps else None
+
+
+def _segment_first(state: RunState) -> int | None:
+    return state.segments[-1].first_iter if state.segments else None

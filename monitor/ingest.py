@@ -1,0 +1,51 @@
+"""Lines to state: timestamp prefixes, the parser, and the counters every view shows."""
+
+from __future__ import annotations
+
+import re
+
+from monitor.state import RunState
+from parsers.base import Parser
+from parsers.text import clean_segments
+from parsers.timestamps import TimestampParser, detect_prefix
+
+_PROGRESS_LIKE = re.compile(r"^(?:iter \d+:|step[ :]?\d+)")
+
+
+class Ingest:
+    """Feeds one log's lines into its parser and run state, in order; owned by one writer."""
+
+    def __init__(self, parser: Parser, state: RunState) -> None:
+        self.parser = parser
+        self.state = state
+        self.lines = 0
+        self.parse_errors = 0  # lines that look like progress but no event came of them
+        self._stamp: TimestampParser | None = None
+        self._stamp_decided = False
+
+    def feed_lines(self, lines: list[str], arrival: float | None) -> None:
+        """`arrival` is when these lines were read live, None when read on attach (backfill)."""
+        if not self._stamp_decided and any(ln.strip() for ln in lines):
+            self._stamp = detect_prefix(lines)
+            self._stamp_decided = True
+            if self._stamp is not None:
+                self.state.use_timestamps()
+        for raw in lines:
+            self.feed(raw, arrival)
+
+    def feed(self, raw: str, arrival: float | None) -> None:
+        self.lines += 1
+        at = arrival
+        if self._stamp is not None:
+            hit = self._stamp(raw)
+            if hit is not None:
+                at, raw = hit
+        state, parser = self.state, self.parser
+        for segment in clean_segments(raw):
+            if not segment:
+                continue
+            events = parser.parse(segment)
+            for event in events:
+                state.apply(event, at)
+            if not events and _PROGRESS_LIKE.match(segment):
+                self.parse_errors += 1

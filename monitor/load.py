@@ -1,0 +1,83 @@
+"""Reading a whole log once (report, backtest): the same lines → parser → state path as live."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from monitor.errors import TrainwatchError
+from monitor.ingest import Ingest
+from monitor.lines import LineSplitter
+from monitor.state import RunState
+from parsers.detect import make_parser
+
+CHUNK = 1 << 20
+
+
+def open_log(path: str) -> int:
+    """An fd for reading `path`, or a TrainwatchError that says in one line what is wrong."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise TrainwatchError(f"{path}: no such file") from None
+    except OSError as e:
+        raise TrainwatchError(f"{path}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise TrainwatchError(f"{path}: is a directory, not a log file")
+    if not stat.S_ISREG(st.st_mode):
+        raise TrainwatchError(f"{path}: not a regular file (a FIFO or device is not a log trainwatch can read)")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except PermissionError:
+        raise TrainwatchError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise TrainwatchError(f"{path}: {e.strerror}") from None
+    return fd
+
+
+def looks_binary(sample: bytes) -> bool:
+    """Binary garbage rather than a text log: no line breaks and mostly non-text bytes."""
+    if not sample:
+        return False
+    body = sample.lstrip(b"\x00")  # a log truncated under a `>` writer starts with NULs
+    if not body:
+        return False
+    text = sum(1 for b in body if b in (9, 10, 13) or 32 <= b < 127 or b >= 0x80)
+    return b"\n" not in body[:65536] and text < 0.7 * len(body) or text < 0.5 * len(body)
+
+
+def load(path: str, *, format: str | None = None, user: dict[str, object] | None = None,
+         max_bytes: int | None = None) -> Ingest:
+    """Parse the whole file (or its first `max_bytes`) as it is now."""
+    fd = open_log(path)
+    try:
+        st = os.fstat(fd)
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            head = fh.read(CHUNK)
+            if not head:
+                raise TrainwatchError(f"{path}: the file is empty")
+            if looks_binary(head[:65536]):
+                raise TrainwatchError(f"{path}: not a text log (binary data)")
+            ingest = new_ingest(head, format=format, user=user)
+            splitter = LineSplitter()
+            chunk = head
+            read = len(head)
+            while chunk:
+                ingest.feed_lines(splitter.feed(chunk), None)
+                if max_bytes is not None and read >= max_bytes:
+                    break
+                chunk = fh.read(CHUNK)
+                read += len(chunk)
+            tail = splitter.flush()
+            if tail is not None:
+                ingest.feed_lines([tail], None)
+            ingest.state.anchor(st.st_mtime)
+            return ingest
+    except OSError as e:
+        raise TrainwatchError(f"{path}: {e.strerror or e}") from None
+
+
+def new_ingest(head: bytes, *, format: str | None, user: dict[str, object] | None) -> Ingest:
+    parser = make_parser(format, head.decode("utf-8", "replace"))
+    state = RunState(format=parser.name, defaults=dict(getattr(parser, "defaults", {})), user=dict(user or {}))
+    return Ingest(parser, state)

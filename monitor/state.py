@@ -1,0 +1,238 @@
+"""The run state: a deterministic fold of parser events, owned by one writer.
+
+`RunState.apply(event, at)` does no I/O and reads no clock; `at` is the line's wall time when known
+(a timestamp prefix, or its arrival while following live) and None for lines read on attach.
+Every series is bounded (`Series`), so memory does not grow with the log.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+
+from monitor.history import Series
+from parsers.events import Checkpoint, ConfigValue, ErrorEvent, Eval, Event, Iteration, Notice, RunStart
+
+OUTLIER_FACTOR = 3.0
+"""An iteration this many times slower than the recent typical one carried an eval, a save or warm-up."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    value: object
+    source: str  # user | log | default
+
+
+@dataclass(frozen=True, slots=True)
+class IterPoint:
+    iter: int
+    loss: float | None
+    dt_s: float | None
+    t: float  # position on the run's time axis (see RunState.time_axis), seconds
+    wall: float | None  # wall-clock time the line was written, when known
+    overhead: bool  # carried an eval/checkpoint/warm-up, so it is not a steady-state sample
+    segment: int
+    tokens_per_s: float | None = None
+    mfu: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvalPoint:
+    iter: int
+    train_loss: float | None
+    val_loss: float | None
+    wall: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    wall: float | None
+    iter: int | None
+    level: str  # info | warning | error
+    text: str
+
+
+@dataclass
+class Segment:
+    """One training process's stretch of iterations; a resume or a restart begins a new one."""
+
+    index: int
+    mode: str  # scratch | resume | pretrained | unknown
+    first_iter: int | None = None
+    last_iter: int | None = None
+    iterations_run: int = 0  # optimizer steps this process executed (gaps between printed lines included)
+
+
+@dataclass
+class RunState:
+    format: str = "nanogpt"
+    defaults: dict[str, object] = field(default_factory=dict)
+    user: dict[str, object] = field(default_factory=dict)
+    logged: dict[str, object] = field(default_factory=dict)
+    iters: Series[IterPoint] = field(default_factory=Series)
+    evals: Series[EvalPoint] = field(default_factory=lambda: Series(capacity=1024))
+    notes: deque[Note] = field(default_factory=lambda: deque(maxlen=200))
+    segments: list[Segment] = field(default_factory=list)
+    time_axis: str = "reconstructed"  # reconstructed (sum of printed durations) | timestamps
+    clock_s: float = 0.0  # reconstructed training time so far
+    last: IterPoint | None = None
+    first_wall: float | None = None
+    last_wall: float | None = None  # wall time of the last line of any kind, when known
+    best_val: float | None = None
+    last_eval: EvalPoint | None = None
+    checkpoints: int = 0
+    last_checkpoint: str | None = None
+    error: ErrorEvent | None = None  # the first error after the last progress: the root cause
+    evaluating: bool = False  # an eval line came and its iteration line has not yet
+    iteration_lines: int = 0
+    overhead_s: float = 0.0  # time of eval/checkpoint iterations beyond a typical step
+    overhead_count: int = 0
+    nonfinite_since: int | None = None  # first iteration of the current run of NaN/inf losses
+    _recent_dt: deque[float] = field(default_factory=lambda: deque(maxlen=21))
+
+    # ---- settings -------------------------------------------------------------------------
+    def setting(self, key: str) -> Setting | None:
+        """A value with its provenance: the user's flags win over the log, the log over defaults."""
+        for source, values in (("user", self.user), ("log", self.logged), ("default", self.defaults)):
+            if key in values:
+                return Setting(values[key], source)
+        return None
+
+    def number(self, key: str) -> float | None:
+        s = self.setting(key)
+        if s is None or isinstance(s.value, bool) or not isinstance(s.value, (int, float)):
+            return None
+        return float(s.value)
+
+    @property
+    def max_iters(self) -> int | None:
+        v = self.number("max_iters")
+        return int(v) if v is not None else None
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "crashed"
+        if self.last is None:
+            return "starting"
+        mi = self.max_iters
+        if mi is not None and self.last.iter >= mi:
+            return "finished"
+        return "running"
+
+    def typical_dt(self) -> float | None:
+        return statistics.median(self._recent_dt) if self._recent_dt else None
+
+    # ---- the fold -------------------------------------------------------------------------
+    def apply(self, event: Event, at: float | None = None) -> None:
+        if at is not None:
+            self.last_wall = at if self.last_wall is None else max(self.last_wall, at)
+            if self.first_wall is None:
+                self.first_wall = at
+        if isinstance(event, Iteration):
+            self._iteration(event, at)
+        elif isinstance(event, Eval):
+            self._eval(event, at)
+        elif isinstance(event, ConfigValue):
+            self.logged[event.key] = event.value
+        elif isinstance(event, Checkpoint):
+            self.checkpoints += 1
+            self.last_checkpoint = event.path
+            self._note(at, "info", f"checkpoint saved to {event.path}")
+        elif isinstance(event, RunStart):
+            self._run_start(event, at)
+        elif isinstance(event, ErrorEvent):
+            if self.error is None:
+                self.error = event
+            self._note(at, "error", f"{event.type}: {event.message}" if event.message else event.type)
+        elif isinstance(event, Notice):
+            self._note(at, event.level, event.text)
+
+    def anchor(self, wall: float) -> None:
+        """Lines read on attach carry no time; the file's modification time is when the last was written."""
+        if self.last_wall is None:
+            self.last_wall = wall
+
+    def use_timestamps(self) -> None:
+        """The file's lines carry timestamps: measure time from them instead of printed durations."""
+        self.time_axis = "timestamps"
+
+    def _note(self, at: float | None, level: str, text: str) -> None:
+        self.notes.append(Note(at, self.last.iter if self.last else None, level, text))
+
+    def _run_start(self, event: RunStart, at: float | None) -> None:
+        # DDP ranks each print the banner; only a banner after progress means a new process.
+        if self.segments and self.segments[-1].first_iter is None:
+            self.segments[-1].mode = event.mode
+            return
+        self.segments.append(Segment(len(self.segments), event.mode))
+        if self.last is not None:
+            self.error = None  # a new process after a crash: the run goes on
+            self._note(at, "info", "training restarted" + (f" ({event.mode} {event.detail})".rstrip()))
+
+    def _eval(self, event: Eval, at: float | None) -> None:
+        point = EvalPoint(event.iter, _finite(event.train_loss), _finite(event.val_loss), at)
+        self.evals.append(point)
+        self.last_eval = point
+        self.evaluating = True
+        if point.val_loss is not None and (self.best_val is None or point.val_loss < self.best_val):
+            self.best_val = point.val_loss
+
+    def _iteration(self, event: Iteration, at: float | None) -> None:
+        prev = self.last
+        if not self.segments or (prev is not None and event.iter < prev.iter and prev.segment == len(self.segments) - 1
+                                 and self.segments[-1].first_iter is not None):
+            # Iterations fell back with no banner in between (a restart into the same file).
+            self.segments.append(Segment(len(self.segments), "unknown" if self.segments else "scratch"))
+        seg = self.segments[-1]
+        if event.max_iters is not None:
+            self.logged["max_iters"] = event.max_iters
+        same_segment = prev is not None and prev.segment == seg.index and seg.first_iter is not None
+        gap = event.iter - prev.iter if same_segment and prev is not None else 1
+        if gap <= 0:
+            return  # a duplicate line (DDP ranks, a re-read) adds nothing
+        overhead = self._is_overhead(event, first_in_segment=not same_segment)
+        typical = self.typical_dt()
+        dt = event.dt_s
+        if dt is not None:
+            filler = (gap - 1) * (typical if typical is not None else dt)
+            self.clock_s += dt + filler
+            if overhead and typical is not None and dt > typical:
+                self.overhead_s += dt - typical
+                self.overhead_count += 1
+            elif not overhead:
+                self._recent_dt.append(dt)
+        if self.time_axis == "timestamps" and at is not None:
+            t = at
+        else:
+            t = self.clock_s
+        self.error = None if self.error is not None and event.iter > (prev.iter if prev else -1) else self.error
+        point = IterPoint(event.iter, event.loss, dt, t, at, overhead, seg.index, event.tokens_per_s, event.mfu)
+        self.iters.append(point)
+        self.last = point
+        self.iteration_lines += 1
+        self.evaluating = False
+        if seg.first_iter is None:
+            seg.first_iter = event.iter
+        seg.last_iter = event.iter
+        seg.iterations_run += gap
+        if event.loss is not None and not math.isfinite(event.loss):
+            if self.nonfinite_since is None:
+                self.nonfinite_since = event.iter
+        else:
+            self.nonfinite_since = None
+
+    def _is_overhead(self, event: Iteration, first_in_segment: bool) -> bool:
+        if first_in_segment or event.iter == 0:
+            return True  # compile / warm-up, and a resumed process's first eval
+        interval = self.number("eval_interval")
+        if interval and interval > 0 and event.iter % int(interval) == 0:
+            return True
+        typical = self.typical_dt()
+        return bool(event.dt_s is not None and typical and event.dt_s > OUTLIER_FACTOR * typical)
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None

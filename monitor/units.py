@@ -1,0 +1,84 @@
+"""Durations, sizes and human-readable numbers, written and read the way the CLI and views show them."""
+
+from __future__ import annotations
+
+import re
+import time
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s|ms)")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGT]i?B?|B)?\s*$")
+_SIZE_UNITS = {"": 1, "B": 1, "k": 1e3, "kB": 1e3, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
+               "T": 1e12, "TB": 1e12, "KiB": 1024, "Ki": 1024, "kiB": 1024, "MiB": 1024**2, "Mi": 1024**2,
+               "GiB": 1024**3, "Gi": 1024**3, "TiB": 1024**4, "Ti": 1024**4}
+_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `10m`, `1h30m`, `2d`, or a bare number of seconds."""
+    t = text.strip().lower()
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(t):
+        if t[pos:m.start()].strip():
+            break
+        total += float(m.group(1)) * _SECONDS[m.group(2)]
+        pos = m.end()
+    if pos == 0 or t[pos:].strip():
+        raise ValueError(f"not a duration: {text!r} (write e.g. 90s, 10m, 1h30m)")
+    return total
+
+
+def parse_size(text: str) -> int:
+    """`512MiB`, `2GB`, `1000`."""
+    m = _SIZE.match(text)
+    if not m or (m.group(2) or "") not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (write e.g. 512MiB, 2GB)")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2) or ""])
+
+
+def duration(seconds: float | None) -> str:
+    """`3h 12m`, `4m 05s`, `12s`, `2d 3h`; `—` when unknown."""
+    if seconds is None:
+        return "—"
+    s = int(round(max(0.0, seconds)))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m:02d}m"
+    if m:
+        return f"{m}m {s:02d}s"
+    return f"{s}s"
+
+
+def clock(stamp: float | None, now: float) -> str:
+    """Local clock time of `stamp`, with the day when it is not today: `09:40`, `09:40 tomorrow`, `Mon 28 Nov 09:40`."""
+    if stamp is None:
+        return "—"
+    t, n = time.localtime(stamp), time.localtime(now)
+    hm = time.strftime("%H:%M", t)
+    days = (time.mktime(t[:3] + (0, 0, 0) + t[6:]) - time.mktime(n[:3] + (0, 0, 0) + n[6:])) / 86400
+    if round(days) == 0:
+        return hm
+    if round(days) == 1:
+        return f"{hm} tomorrow"
+    return time.strftime("%a %d %b %H:%M", t)
+
+
+def human(value: float | None, unit: str = "", base: float = 1000.0) -> str:
+    """1.23 k, 4.56 M, … with SI prefixes up to Z; `—` when unknown."""
+    if value is None:
+        return "—"
+    prefixes = ["", "k", "M", "G", "T", "P", "E", "Z", "Y"]
+    v = float(value)
+    i = 0
+    while abs(v) >= base and i < len(prefixes) - 1:
+        v /= base
+        i += 1
+    digits = 0 if abs(v) >= 100 or (i == 0 and v == int(v)) else (1 if abs(v) >= 10 else 2)
+    return f"{v:.{digits}f} {prefixes[i]}{unit}".rstrip()

@@ -1,0 +1,1 @@
+"""Text in, events out: one module per log format, plus detection. Standard library only, no I/O."""

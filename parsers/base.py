@@ -1,0 +1,92 @@
+"""What every format parser shares: the protocol, number parsing, tracebacks and fatal lines."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Protocol
+
+from parsers.events import ErrorEvent, Event, Notice
+from parsers.text import clean_segments
+
+NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf)"
+
+
+class Parser(Protocol):
+    """Turns logical lines (already cleaned) into events. Stateful only for multi-line constructs."""
+
+    name: str
+
+    def parse(self, line: str) -> list[Event]: ...
+
+
+def feed(parser: Parser, raw: str) -> list[Event]:
+    """Clean one physical line and hand each logical segment to the parser."""
+    out: list[Event] = []
+    for segment in clean_segments(raw):
+        if segment:
+            out.extend(parser.parse(segment))
+    return out
+
+
+def to_float(text: str | None) -> float | None:
+    """A printed number; nan and inf stay as such (a NaN loss is information), garbage is None."""
+    if text is None:
+        return None
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Failure|Failed))(?:: ?(.*))?$")
+_WARNING = re.compile(r"(?:^|: )(\w*Warning): (.*)$")
+_EXITCODE = re.compile(r"failed \(exitcode: (-?\d+)\)")
+_SIGNALS = {-9: "SIGKILL", -15: "SIGTERM", -6: "SIGABRT", -11: "SIGSEGV", -2: "SIGINT"}
+
+
+class Fatal:
+    """Recognises tracebacks, kills and launcher failures, which look the same in every format.
+
+    A traceback becomes one ErrorEvent at its final `Type: message` line.
+    """
+
+    def __init__(self) -> None:
+        self.in_traceback = False
+
+    def parse(self, line: str) -> list[Event] | None:
+        """Events for a line that belongs to an error or warning; None when it is not such a line."""
+        if line.startswith(_TRACEBACK) or line.endswith(_TRACEBACK):
+            self.in_traceback = True
+            return []
+        if self.in_traceback:
+            if line[:1] in (" ", "\t") or not line:
+                return []
+            m = _EXC_LINE.match(line)
+            if m:
+                self.in_traceback = False
+                return [ErrorEvent(m.group(1).rsplit(".", 1)[-1], (m.group(2) or "").strip())]
+            if line.startswith(("During handling", "The above exception")):
+                return []
+        if "CUDA out of memory" in line or line.startswith("torch.OutOfMemoryError"):
+            return [ErrorEvent("OutOfMemoryError", line.split(": ", 1)[-1])]
+        if line == "Killed" or line.endswith(" Killed"):
+            return [ErrorEvent("Killed", "process killed (SIGKILL; often the kernel's OOM killer)")]
+        if "slurmstepd: error:" in line and "CANCELLED" in line:
+            return [ErrorEvent("SlurmCancelled", line[line.index("slurmstepd:"):])]
+        if "Watchdog caught collective operation timeout" in line:
+            return [ErrorEvent("NCCLTimeout", line)]
+        m = _EXITCODE.search(line)
+        if m and "torch.distributed" in line or (m and "elastic" in line):
+            code = int(m.group(1))
+            sig = _SIGNALS.get(code)
+            return [ErrorEvent("ChildFailedError", f"worker exited with code {code}" + (f" ({sig})" if sig else ""))]
+        m = _WARNING.search(line)
+        if m and "Warning" in m.group(1):
+            return [Notice("warning", f"{m.group(1)}: {m.group(2)}")]
+        return None

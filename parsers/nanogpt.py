@@ -1,0 +1,129 @@
+"""karpathy/nanoGPT `train.py` output, its forks' variants, and its echoed config file."""
+
+from __future__ import annotations
+
+import re
+
+from parsers.base import NUM, Fatal, finite, to_float
+from parsers.events import Checkpoint, ConfigValue, Eval, Event, Iteration, Notice, RunStart
+from parsers.pyconfig import override_value, parse_assignment
+
+# nanoGPT's train.py defaults (karpathy/nanoGPT train.py, unchanged since 2023-04); used only for
+# what the log does not state, and always marked as defaults.
+DEFAULTS: dict[str, object] = {
+    "max_iters": 600000,
+    "log_interval": 1,
+    "eval_interval": 2000,
+    "eval_iters": 200,
+    "eval_only": False,
+    "always_save_checkpoint": True,
+    "batch_size": 12,
+    "block_size": 1024,
+    "gradient_accumulation_steps": 40,
+    "n_layer": 12,
+    "n_head": 12,
+    "n_embd": 768,
+    "dataset": "openwebtext",
+    "out_dir": "out",
+    "init_from": "scratch",
+}
+
+_ITER = re.compile(
+    rf"iter (\d+): loss ({NUM})(?: [A-Za-z]+)?, time ({NUM})ms(?:, mfu ({NUM})%)?"
+)
+_EVAL = re.compile(
+    rf"^step (\d+)(?:, tokens [\d,]+)?: train loss ({NUM})(?: [A-Za-z]+)?, val loss ({NUM})"
+)
+_TOKENS = re.compile(r"(?:tokens per iteration will be|total number of tokens per iteration):? ([\d,]+)")
+_PARAMS = re.compile(r"^number of parameters: ([\d.]+)M")
+_CKPT = re.compile(r"^saving checkpoint (?:to|->) (.+)$")
+_CONFIG_FILE = re.compile(r"^Overriding config with (.+):$")
+_OVERRIDE = re.compile(r"^Overriding: (\w+) = (.*)$")
+_VOCAB = re.compile(r"^found vocab_size = (\d+)")
+_DECAYED = re.compile(r"^num (decayed|non-decayed) parameter tensors: \d+, with ([\d,]+) parameters")
+_FUSED = re.compile(r"^using fused AdamW: (True|False)")
+
+
+class NanoGptParser:
+    name = "nanogpt"
+    defaults = DEFAULTS
+
+    def __init__(self) -> None:
+        self._fatal = Fatal()
+        self._in_config = False
+
+    def parse(self, line: str) -> list[Event]:
+        if line.startswith("iter ") or "iter " in line:
+            m = _ITER.search(line)
+            if m:
+                self._in_config = False
+                return [_iteration(m)]
+        if line.startswith("step "):
+            m = _EVAL.match(line)
+            if m:
+                self._in_config = False
+                return [Eval(int(m.group(1)), to_float(m.group(2)), to_float(m.group(3)))]
+        fatal = self._fatal.parse(line)
+        if fatal is not None:
+            return fatal
+        event = self._startup(line)
+        if event is not None:
+            self._in_config = isinstance(event, ConfigValue) and event.key == "config_file"
+            return [event]
+        if self._in_config:
+            kv = parse_assignment(line)
+            if kv is not None:
+                return [ConfigValue(kv[0], kv[1], "config-file")]
+        return []
+
+    def _startup(self, line: str) -> Event | None:
+        m = _CKPT.match(line)
+        if m:
+            return Checkpoint(m.group(1))
+        m = _TOKENS.search(line)
+        if m:
+            return ConfigValue("tokens_per_iter", int(m.group(1).replace(",", "")), "banner")
+        m = _PARAMS.match(line)
+        if m:
+            return ConfigValue("params", round(float(m.group(1)) * 1e6), "banner")
+        m = _CONFIG_FILE.match(line)
+        if m:
+            return ConfigValue("config_file", m.group(1), "banner")
+        m = _OVERRIDE.match(line)
+        if m:
+            return ConfigValue(m.group(1), override_value(m.group(2)), "override")
+        if line.startswith("Initializing a new model from scratch"):
+            return RunStart("scratch")
+        if line.startswith("Resuming training from "):
+            return RunStart("resume", line[len("Resuming training from "):])
+        if line.startswith("Initializing from OpenAI GPT-2 weights: "):
+            return RunStart("pretrained", line.rsplit(" ", 1)[-1])
+        m = _VOCAB.match(line)
+        if m:
+            return ConfigValue("vocab_size", int(m.group(1)), "banner")
+        if line.startswith("defaulting to vocab_size of GPT-2"):
+            return ConfigValue("vocab_size", 50304, "banner")
+        m = _DECAYED.match(line)
+        if m:
+            return ConfigValue(f"{m.group(1).replace('-', '_')}_params", int(m.group(2).replace(",", "")), "banner")
+        m = _FUSED.match(line)
+        if m:
+            return ConfigValue("fused_adamw", m.group(1) == "True", "banner")
+        if line.startswith("compiling the model"):
+            return Notice("info", "compiling the model (torch.compile warm-up is inside iteration 0)")
+        if line.startswith("WARNING: using slow attention"):
+            return Notice("warning", line)
+        return None
+
+
+def _iteration(m: re.Match[str]) -> Iteration:
+    ms = finite(to_float(m.group(3)))
+    mfu = to_float(m.group(4))
+    return Iteration(
+        iter=int(m.group(1)),
+        loss=to_float(m.group(2)),
+        dt_s=ms / 1000.0 if ms is not None and ms >= 0 else None,
+        # nanoGPT prints -100.00% until it has measured five iterations of its own.
+        mfu=mfu / 100.0 if mfu is not None and mfu >= 0 and mfu == mfu else None,
+    )
+
