@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from monitor import energy, snapshot
 from monitor.compute import dataset_tokens_from_bin
@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("log")
     r.add_argument("--json", action="store_true", help="print trainwatch.report/1 JSON")
     _common(r)
+    b = sub.add_parser("backtest", help="replay a finished log and compare forecasts with what happened")
+    b.add_argument("log")
+    b.add_argument("--json", action="store_true", help="print trainwatch.backtest/1 JSON")
+    _common(b)
     return p
 
 
@@ -77,7 +81,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"report": cmd_report}
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from exporters import backtest_report
+    from monitor.backtest import replay
+    from monitor.load import new_ingest, read_batches
+
+    batches = read_batches(args.log)
+    head, first = next(batches)
+    ingest = new_ingest(head, format=args.format, user=user_settings(args))
+    result = replay(ingest, _chain(first, batches), log=args.log)
+    print(backtest_report.to_json(result) if args.json else backtest_report.to_text(result))
+    return 0
+
+
+def _chain(first: list[str], rest: Iterator[tuple[bytes, list[str]]]) -> Iterator[str]:
+    yield from first
+    for _, lines in rest:
+        yield from lines
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"report": cmd_report, "backtest": cmd_backtest}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,6 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug: one line for the user, the traceback only when asked for
+        if os.environ.get("TRAINWATCH_DEBUG"):
+            raise
+        print(f"trainwatch: internal error: {type(e).__name__}: {e} (set TRAINWATCH_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
 

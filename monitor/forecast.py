@@ -16,8 +16,7 @@ from dataclasses import dataclass, replace
 from monitor.state import IterPoint, RunState
 
 MIN_SAMPLES = 3
-WINDOW = 200
-CHANGE_RUN = 8
+BLOCK = 8
 CHANGE_THRESHOLD = 0.15
 Z90 = 1.2816  # standard normal quantile for p90
 
@@ -48,7 +47,7 @@ def steady_samples(state: RunState) -> list[float]:
     seg = pts[-1].segment
     out: list[float] = []
     prev: IterPoint | None = None
-    for p in pts[-(WINDOW * 4):]:
+    for p in pts:
         if p.segment != seg:
             prev = None
             continue
@@ -62,37 +61,52 @@ def steady_samples(state: RunState) -> list[float]:
 
 
 def level(samples: list[float]) -> tuple[float, int, float | None]:
-    """(steady level, samples in the window, the previous level if a change was detected)."""
-    window = samples[-WINDOW:]
-    start = _change_point(window)
-    before = _trimmed_mean(window[:start]) if start else None
-    current = window[start:]
+    """(steady level, samples it rests on, the level before the latest change of speed, if any).
+
+    With no change, every sample of the segment counts: for a stationary but noisy speed the long
+    mean is the best estimate, and a short window only chases noise.
+    """
+    start = _change_point(samples)
+    before = _trimmed_mean(samples[max(0, start - 8 * BLOCK):start]) if start else None
+    current = samples[start:]
     return _trimmed_mean(current), len(current), before
 
 
 def _change_point(xs: list[float]) -> int:
-    """Index where the latest sustained change of level begins (0: none)."""
-    start = 0
-    i = CHANGE_RUN
-    while i + CHANGE_RUN <= len(xs):
-        base = statistics.median(xs[start:i])
-        run = xs[i:i + CHANGE_RUN]
-        m = statistics.median(run)
-        if base > 0 and abs(m / base - 1) > CHANGE_THRESHOLD:
-            side = sum(1 for x in run if (x > base) == (m > base))
-            if side >= CHANGE_RUN - 1:
-                start = i
-                i += CHANGE_RUN
-                continue
-        i += 1
-    return start
+    """Index where the latest sustained change of level begins (0: none).
+
+    Works on medians of blocks of BLOCK samples (robust to single spikes). A boundary is a change
+    when the mean of all blocks after it differs from the median of the blocks just before it by
+    more than CHANGE_THRESHOLD, and the newest blocks still differ the same way (sustained).
+    """
+    nb = len(xs) // BLOCK
+    if nb < 4:
+        return 0
+    off = len(xs) - nb * BLOCK
+    meds = [statistics.median(xs[off + i * BLOCK:off + (i + 1) * BLOCK]) for i in range(nb)]
+    newest = statistics.fmean(meds[-2:])
+    suffix = 0.0
+    for k in range(nb - 1, 1, -1):
+        suffix += meds[k]
+        if k > nb - 2:
+            continue
+        left = statistics.median(meds[max(0, k - 8):k])
+        if left <= 0:
+            continue
+        after = suffix / (nb - k)
+        shift = after / left - 1
+        if abs(shift) > CHANGE_THRESHOLD and (newest / left - 1) * shift > (CHANGE_THRESHOLD / 2) * abs(shift):
+            return off + k * BLOCK
+    return 0
 
 
 def _trimmed_mean(xs: list[float]) -> float:
-    if len(xs) < 5:
+    """Mean without the top and bottom tenth: robust to stray spikes, yet still a mean (a sum of
+    iteration times is what the ETA needs, and a median under-counts right-skewed noise)."""
+    if len(xs) < 10:
         return statistics.fmean(xs)
     s = sorted(xs)
-    cut = max(1, len(s) // 10)
+    cut = len(s) // 10
     return statistics.fmean(s[cut:-cut])
 
 

@@ -23,6 +23,11 @@ class Ingest:
         self._stamp: TimestampParser | None = None
         self._stamp_decided = False
 
+    @property
+    def timestamped(self) -> bool | None:
+        """Whether the log's lines carry a timestamp prefix; None until the first lines decided it."""
+        return self._stamp is not None if self._stamp_decided else None
+
     def feed_lines(self, lines: list[str], arrival: float | None) -> None:
         """`arrival` is when these lines were read live, None when read on attach (backfill)."""
         if not self._stamp_decided and any(ln.strip() for ln in lines):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 
 from monitor.errors import TrainwatchError
 from monitor.ingest import Ingest
@@ -46,35 +47,48 @@ def looks_binary(sample: bytes) -> bool:
     return b"\n" not in body[:65536] and text < 0.7 * len(body) or text < 0.5 * len(body)
 
 
-def load(path: str, *, format: str | None = None, user: dict[str, object] | None = None,
-         max_bytes: int | None = None) -> Ingest:
-    """Parse the whole file (or its first `max_bytes`) as it is now."""
+def read_batches(path: str, max_bytes: int | None = None) -> Iterator[tuple[bytes, list[str]]]:
+    """The file's lines in batches, with the first chunk's raw bytes (for format detection).
+
+    Raises TrainwatchError for a missing, unreadable, empty or binary file.
+    """
     fd = open_log(path)
     try:
-        st = os.fstat(fd)
         with os.fdopen(fd, "rb", closefd=True) as fh:
             head = fh.read(CHUNK)
             if not head:
                 raise TrainwatchError(f"{path}: the file is empty")
             if looks_binary(head[:65536]):
                 raise TrainwatchError(f"{path}: not a text log (binary data)")
-            ingest = new_ingest(head, format=format, user=user)
             splitter = LineSplitter()
-            chunk = head
-            read = len(head)
+            chunk, read = head, len(head)
             while chunk:
-                ingest.feed_lines(splitter.feed(chunk), None)
+                yield head, splitter.feed(chunk)
                 if max_bytes is not None and read >= max_bytes:
                     break
                 chunk = fh.read(CHUNK)
                 read += len(chunk)
             tail = splitter.flush()
             if tail is not None:
-                ingest.feed_lines([tail], None)
-            ingest.state.anchor(st.st_mtime)
-            return ingest
+                yield head, [tail]
     except OSError as e:
         raise TrainwatchError(f"{path}: {e.strerror or e}") from None
+
+
+def load(path: str, *, format: str | None = None, user: dict[str, object] | None = None,
+         max_bytes: int | None = None) -> Ingest:
+    """Parse the whole file (or its first `max_bytes`) as it is now."""
+    ingest: Ingest | None = None
+    for head, lines in read_batches(path, max_bytes):
+        if ingest is None:
+            ingest = new_ingest(head, format=format, user=user)
+        ingest.feed_lines(lines, None)
+    assert ingest is not None
+    try:
+        ingest.state.anchor(os.stat(path).st_mtime)
+    except OSError:
+        pass
+    return ingest
 
 
 def new_ingest(head: bytes, *, format: str | None, user: dict[str, object] | None) -> Ingest:

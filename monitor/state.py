@@ -196,7 +196,12 @@ class RunState:
         overhead = self._is_overhead(event, first_in_segment=not same_segment)
         typical = self.typical_dt()
         dt = event.dt_s
-        if dt is not None:
+        if event.train_time_s is not None:
+            # The script's own cumulative training clock is the truth (modded-nanogpt, nanochat).
+            self.clock_s = event.train_time_s
+            if dt is not None and not overhead:
+                self._recent_dt.append(dt)
+        elif dt is not None:
             filler = (gap - 1) * (typical if typical is not None else dt)
             self.clock_s += dt + filler
             if overhead and typical is not None and dt > typical:

@@ -1,0 +1,137 @@
+"""Replaying a finished log with a simulated clock: what the forecaster said at each point, and the truth.
+
+The replay runs the same lines → parser → state → forecaster path as live following. Time comes from
+the lines' timestamp prefixes when the log has them, else from the clock rebuilt from the printed
+iteration times. Two baselines run beside it: linear extrapolation (elapsed ÷ fraction done) and
+tqdm's rate EMA (smoothing 0.3, bias-corrected, as tqdm/std.py computes it).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from monitor.forecast import forecast, max_iters_known
+from monitor.ingest import Ingest
+
+FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    fraction: float
+    at: float
+    iter: int
+    eta_s: float | None
+    predicted_finish: float | None
+    p10: float | None
+    p90: float | None
+    linear_finish: float | None
+    tqdm_finish: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    log: str
+    time_source: str  # timestamps | reconstructed
+    started_at: float | None
+    finished_at: float | None
+    max_iters: int | None
+    points: tuple[Point, ...]
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def errors(self, which: str, from_fraction: float = 0.1) -> list[float]:
+        """|predicted − real finish| ÷ run duration, for points at or past `from_fraction`."""
+        if not self.duration or self.finished_at is None:
+            return []
+        out = []
+        for p in self.points:
+            pred = {"trainwatch": p.predicted_finish, "linear": p.linear_finish, "tqdm": p.tqdm_finish}[which]
+            if p.fraction >= from_fraction and pred is not None:
+                out.append(abs(pred - self.finished_at) / self.duration)
+        return out
+
+    def median_error(self, which: str, from_fraction: float = 0.1) -> float | None:
+        errs = self.errors(which, from_fraction)
+        return statistics.median(errs) if errs else None
+
+    def coverage(self, from_fraction: float = 0.1) -> float | None:
+        """Share of points whose p10–p90 band holds the real finish."""
+        inside = [p.p10 <= self.finished_at <= p.p90 for p in self.points  # type: ignore[operator]
+                  if p.fraction >= from_fraction and p.p10 is not None and p.p90 is not None]
+        return sum(inside) / len(inside) if inside and self.finished_at is not None else None
+
+
+class _TqdmEma:
+    """tqdm's rate estimate: EMAs of Δn and Δt kept separately, smoothing 0.3, bias-corrected."""
+
+    def __init__(self, smoothing: float = 0.3) -> None:
+        self.alpha = smoothing
+        self.dn = self.dt = 0.0
+        self.calls = 0
+        self.last: tuple[int, float] | None = None
+
+    def update(self, n: int, t: float) -> None:
+        if self.last is not None and n > self.last[0] and t > self.last[1]:
+            self.calls += 1
+            beta = 1 - self.alpha
+            self.dn = self.alpha * (n - self.last[0]) + beta * self.dn
+            self.dt = self.alpha * (t - self.last[1]) + beta * self.dt
+        self.last = (n, t)
+
+    def remaining(self, left: int) -> float | None:
+        if not self.calls or self.dt <= 0:
+            return None
+        corr = 1 - (1 - self.alpha) ** self.calls
+        rate = (self.dn / corr) / (self.dt / corr)
+        return left / rate if rate > 0 else None
+
+
+def replay(ingest: Ingest, lines: Iterable[str], log: str = "") -> Backtest:
+    """Feed `lines` one by one; at each fraction crossing, ask the forecaster and the baselines."""
+    state = ingest.state
+    tq = _TqdmEma()
+    targets = list(FRACTIONS)
+    points: list[Point] = []
+    start: float | None = None
+    last_t: float | None = None
+    uses_stamps: bool | None = None
+    for raw in lines:
+        before = state.iteration_lines
+        ingest.feed_lines([raw], None)
+        if uses_stamps is None and ingest.timestamped is not None:
+            uses_stamps = ingest.timestamped
+        if state.iteration_lines == before or state.last is None:
+            continue
+        t = state.last_wall if uses_stamps else state.clock_s
+        if t is None:
+            continue
+        if not uses_stamps:
+            state.last_wall = t
+        if start is None:
+            # Training starts at the first iteration line less that iteration's own duration.
+            start = t - (state.last.dt_s or 0.0) if not uses_stamps else (state.first_wall or t)
+        last_t = t
+        tq.update(state.last.iter, t)
+        mi = max_iters_known(state)
+        if mi is None or not targets:
+            continue
+        frac = state.last.iter / mi if mi else 0.0
+        if frac < targets[0]:
+            continue
+        while targets and frac >= targets[0]:
+            target = targets.pop(0)
+        fc = forecast(state, t)
+        linear = start + (t - start) / frac if frac > 0 else None
+        tq_rem = tq.remaining(mi - state.last.iter)
+        points.append(Point(fraction=target, at=t, iter=state.last.iter, eta_s=fc.eta_s,
+                            predicted_finish=fc.finish_at, p10=fc.finish_p10, p90=fc.finish_p90, linear_finish=linear,
+                            tqdm_finish=t + tq_rem if tq_rem is not None else None))
+    return Backtest(log=log, time_source="timestamps" if uses_stamps else "reconstructed", started_at=start,
+                    finished_at=last_t, max_iters=max_iters_known(state), points=tuple(points))

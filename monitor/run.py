@@ -1,0 +1,209 @@
+"""The single writer: follows every log, folds its lines into run state, publishes immutable snapshots.
+
+One thread owns all state. It wakes on a file event (inotify) or after `poll_interval` (always, as the
+fallback for filesystems without inotify), reads every file to its end, and swaps in a new tuple of
+snapshots. Readers (Prometheus scrapes, the TUI's interval, the notifier) only ever see that tuple.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from monitor import snapshot
+from monitor.ingest import Ingest
+from monitor.load import new_ingest
+from monitor.snapshot import Energy, Snapshot
+from monitor.state import Note
+from monitor.tail import FileTail, TailRead
+from monitor.wake import Waker, make_waker
+
+log = logging.getLogger(__name__)
+
+BURST_LINES = 5
+"""A live read bringing this many iteration lines spanning far more time than passed is a buffered burst."""
+
+BUFFERING_HINT = ("lines arrive in bursts: the training process's stdout is block-buffered; "
+                  "start it with `python -u` or PYTHONUNBUFFERED=1 to see progress as it happens")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to follow and how to read it; settings are the user's (flags/config), they win over the log."""
+
+    log: str
+    name: str
+    format: str | None = None
+    user: dict[str, object] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    power_watts: float | None = None
+    price_per_kwh: float | None = None
+
+
+Listener = Callable[[tuple[Snapshot, ...]], None]
+
+
+class Follower:
+    """One log: its tail, its parser and state, and the bookkeeping views need (buffering, problems)."""
+
+    def __init__(self, spec: RunSpec, *, backfill_slice: int = 8 << 20) -> None:
+        self.spec = spec
+        self.tail = FileTail(spec.log)
+        self.ingest: Ingest | None = None
+        self.problem: str | None = None
+        self.buffered = False
+        self.backfilling = True
+        self.backfill_slice = backfill_slice
+        self._last_read_at: float | None = None
+
+    def step(self, now: float) -> bool:
+        """Read what is new; True when anything changed."""
+        read = self.tail.read(self.backfill_slice if self.backfilling else None)
+        changed = read.problem != self.problem
+        self.problem = read.problem
+        if read.reset and self.ingest is not None:
+            self._restart()
+            changed = True
+        if read.lines:
+            if self.ingest is None:
+                self.ingest = new_ingest("\n".join(read.lines[:200]).encode(), format=self.spec.format,
+                                         user=self.spec.user)
+            self._feed(read, now)
+            changed = True
+        if self.backfilling and (not read.lines or not read.backfill):
+            self.backfilling = False
+        self._last_read_at = now
+        return changed
+
+    def _feed(self, read: TailRead, now: float) -> None:
+        assert self.ingest is not None
+        state = self.ingest.state
+        if read.backfill:
+            self.ingest.feed_lines(read.lines, None)
+            if read.mtime is not None and state.time_axis != "timestamps":
+                state.last_wall = read.mtime  # lines read on attach were last written at the file's mtime
+            return
+        before_iters, before_clock = state.iteration_lines, state.clock_s
+        burst = self.buffered
+        self.ingest.feed_lines(read.lines, None if burst else now)
+        new_iters = state.iteration_lines - before_iters
+        span = state.clock_s - before_clock
+        waited = now - self._last_read_at if self._last_read_at is not None else None
+        if not self.buffered and new_iters >= BURST_LINES and waited is not None and span > max(5.0, 4 * waited):
+            self.buffered = True
+            state.notes.append(Note(now, state.last.iter if state.last else None, "warning", BUFFERING_HINT))
+        if burst or self.buffered:
+            state.last_wall = now  # the block was flushed when full: its last line was written just now
+
+    def _restart(self) -> None:
+        """The file was truncated or replaced: a new run in the same path. Keep nothing of the old one."""
+        self.ingest = None
+        self.buffered = False
+        self.backfilling = True
+
+    def snapshot(self, now: float, *, energy: Energy | None = None, gpus: tuple[object, ...] = (),
+                 gpu_peak_flops: float | None = None) -> Snapshot:
+        spec = self.spec
+        if self.ingest is None:
+            from monitor.state import RunState
+            state = RunState(format=spec.format or "unknown")
+            lines = errors = 0
+        else:
+            state, lines, errors = self.ingest.state, self.ingest.lines, self.ingest.parse_errors
+        snap = snapshot.build(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
+                              energy=energy, gpus=gpus, gpu_peak_flops=gpu_peak_flops,
+                              price_per_kwh=spec.price_per_kwh, labels=spec.labels)
+        if energy is None and spec.power_watts is not None:
+            from monitor.energy import from_power_flag
+            snap = snapshot.build(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
+                                  energy=from_power_flag(spec.power_watts, snap.elapsed_s), gpus=gpus,
+                                  gpu_peak_flops=gpu_peak_flops, price_per_kwh=spec.price_per_kwh, labels=spec.labels)
+        return snap
+
+    def close(self) -> None:
+        self.tail.close()
+
+
+class Monitor:
+    """Owns the followers and the writer thread; `snapshots()` is safe to call from any thread."""
+
+    def __init__(self, specs: Sequence[RunSpec], *, poll_interval: float = 1.0, force_poll: bool = False,
+                 clock: Callable[[], float] = time.time, republish_s: float = 1.0) -> None:
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.republish_s = republish_s
+        self.followers = [Follower(s) for s in specs]
+        self.waker: Waker = make_waker([f.spec.log for f in self.followers], force_poll=force_poll)
+        self._snapshots: tuple[Snapshot, ...] = ()
+        self._listeners: list[Listener] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._published_at = 0.0
+        self.extras: Callable[[Follower, float], dict[str, object]] | None = None
+
+    # ---- readers ---------------------------------------------------------------------------
+    def snapshots(self) -> tuple[Snapshot, ...]:
+        return self._snapshots
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # ---- the writer ------------------------------------------------------------------------
+    def step(self) -> bool:
+        """One pass over every log; publishes when anything changed or a second has passed."""
+        now = self.clock()
+        changed = False
+        for f in self.followers:
+            try:
+                changed |= f.step(now)
+            except OSError as e:  # the tail reports problems itself; this is the last line of defence
+                f.problem = f"{f.spec.log}: {e.strerror or e}"
+                changed = True
+        if changed or now - self._published_at >= self.republish_s or not self._snapshots:
+            self.publish(now)
+        return changed
+
+    def backfilling(self) -> bool:
+        return any(f.backfilling for f in self.followers)
+
+    def publish(self, now: float) -> None:
+        snaps = []
+        for f in self.followers:
+            kw = self.extras(f, now) if self.extras else {}
+            snaps.append(f.snapshot(now, **kw))  # type: ignore[arg-type]
+        self._snapshots = tuple(snaps)
+        self._published_at = now
+        for listener in self._listeners:
+            try:
+                listener(self._snapshots)
+            except Exception:  # a view's bug must not stop the writer
+                log.exception("snapshot listener failed")
+
+    def run(self) -> None:
+        """The loop: until stop(). While backfilling, do not wait between slices."""
+        while not self._stop.is_set():
+            self.step()
+            if self.backfilling():
+                continue
+            self.waker.wait(self.poll_interval)
+
+    def start(self) -> None:
+        self.step()
+        self._thread = threading.Thread(target=self.run, name="trainwatch-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        self.waker.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for f in self.followers:
+            f.close()
+
+
+def default_name(log_path: str) -> str:
+    return os.path.splitext(os.path.basename(log_path))[0]
