@@ -12,7 +12,6 @@ from monitor import energy, snapshot
 from monitor.compute import dataset_tokens_from_bin
 from monitor.errors import TrainwatchError
 from monitor.load import load
-from monitor.units import parse_duration
 
 COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check")
 
@@ -131,3 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

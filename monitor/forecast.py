@@ -201,7 +201,7 @@ def _block_drift(samples: list[float], blocks: int = 8) -> float:
 
 def _median_gap(state: RunState) -> int | None:
     pts = state.iters.points[-21:]
-    gaps = [b.iter - a.iter for a, b in zip(pts, pts[1:]) if b.iter > a.iter]
+    gaps = [b.iter - a.iter for a, b in zip(pts, pts[1:], strict=False) if b.iter > a.iter]
     return int(statistics.median(gaps)) if gaps else None
 
 

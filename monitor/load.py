@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterator
@@ -37,14 +38,16 @@ def open_log(path: str) -> int:
 
 
 def looks_binary(sample: bytes) -> bool:
-    """Binary garbage rather than a text log: no line breaks and mostly non-text bytes."""
-    if not sample:
-        return False
-    body = sample.lstrip(b"\x00")  # a log truncated under a `>` writer starts with NULs
+    """Binary data rather than a text log: many control bytes or much invalid UTF-8.
+
+    Leading NULs are ignored: a log truncated under a `>` writer legitimately starts with a NUL run.
+    """
+    body = sample.lstrip(b"\x00")[:65536]
     if not body:
         return False
-    text = sum(1 for b in body if b in (9, 10, 13) or 32 <= b < 127 or b >= 0x80)
-    return b"\n" not in body[:65536] and text < 0.7 * len(body) or text < 0.5 * len(body)
+    control = sum(1 for b in body if b < 32 and b not in (9, 10, 13, 27) or b == 127)
+    invalid = body.decode("utf-8", "replace").count("\ufffd")
+    return control > 0.05 * len(body) or invalid > 0.1 * len(body)
 
 
 def read_batches(path: str, max_bytes: int | None = None) -> Iterator[tuple[bytes, list[str]]]:
@@ -84,10 +87,8 @@ def load(path: str, *, format: str | None = None, user: dict[str, object] | None
             ingest = new_ingest(head, format=format, user=user)
         ingest.feed_lines(lines, None)
     assert ingest is not None
-    try:
+    with contextlib.suppress(OSError):  # gone since it was read: the lines stay unanchored
         ingest.state.anchor(os.stat(path).st_mtime)
-    except OSError:
-        pass
     return ingest
 
 

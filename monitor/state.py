@@ -209,10 +209,7 @@ class RunState:
                 self.overhead_count += 1
             elif not overhead:
                 self._recent_dt.append(dt)
-        if self.time_axis == "timestamps" and at is not None:
-            t = at
-        else:
-            t = self.clock_s
+        t = at if self.time_axis == "timestamps" and at is not None else self.clock_s
         self.error = None if self.error is not None and event.iter > (prev.iter if prev else -1) else self.error
         point = IterPoint(event.iter, event.loss, dt, t, at, overhead, seg.index, event.tokens_per_s, event.mfu)
         self.iters.append(point)

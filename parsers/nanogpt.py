@@ -34,13 +34,13 @@ _ITER = re.compile(
 _EVAL = re.compile(
     rf"^step (\d+)(?:, tokens [\d,]+)?: train loss ({NUM})(?: [A-Za-z]+)?, val loss ({NUM})"
 )
-_TOKENS = re.compile(r"(?:tokens per iteration will be|total number of tokens per iteration):? ([\d,]+)")
+_TOKENS = re.compile(r"(?:tokens per iteration will be|total number of tokens per iteration):? (\d[\d,]*)")
 _PARAMS = re.compile(r"^number of parameters: ([\d.]+)M")
 _CKPT = re.compile(r"^saving checkpoint (?:to|->) (.+)$")
 _CONFIG_FILE = re.compile(r"^Overriding config with (.+):$")
 _OVERRIDE = re.compile(r"^Overriding: (\w+) = (.*)$")
 _VOCAB = re.compile(r"^found vocab_size = (\d+)")
-_DECAYED = re.compile(r"^num (decayed|non-decayed) parameter tensors: \d+, with ([\d,]+) parameters")
+_DECAYED = re.compile(r"^num (decayed|non-decayed) parameter tensors: \d+, with (\d[\d,]*) parameters")
 _FUSED = re.compile(r"^using fused AdamW: (True|False)")
 
 

@@ -10,6 +10,7 @@ import ast
 import math
 import operator
 import re
+import warnings
 
 MAX_EXPR_CHARS = 4096
 MAX_STR_CHARS = 4096
@@ -45,7 +46,9 @@ def literal_value(text: str) -> object | None:
     if not text or len(text) > MAX_EXPR_CHARS:
         return None
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ast.parse warns about odd literals; they are just "not a value"
+            tree = ast.parse(text, mode="eval")
         return _value(tree.body, depth=0)
     except (_NotAValue, SyntaxError, ValueError, TypeError, ZeroDivisionError, OverflowError,
             RecursionError, MemoryError):
@@ -112,9 +115,8 @@ def _binop(op: ast.operator, left: object, right: object) -> object:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise _NotAValue
     assert isinstance(left, (int, float)) and isinstance(right, (int, float))
-    if isinstance(op, ast.Pow):
-        if abs(right) > 64 or (abs(left) > 1 and abs(right) * math.log10(abs(left)) > 30):
-            raise _NotAValue
+    if isinstance(op, ast.Pow) and (abs(right) > 64 or (abs(left) > 1 and abs(right) * math.log10(abs(left)) > 30)):
+        raise _NotAValue
     return _number(_BINOPS[type(op)](left, right))
 
 
