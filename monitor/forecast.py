@@ -86,18 +86,20 @@ def _change_point(xs: list[float]) -> int:
     meds = [statistics.median(xs[off + i * BLOCK:off + (i + 1) * BLOCK]) for i in range(nb)]
     newest = statistics.fmean(meds[-2:])
     suffix = 0.0
+    best_k, best_shift = 0, 0.0
     for k in range(nb - 1, 1, -1):
         suffix += meds[k]
         if k > nb - 2:
             continue
         left = statistics.median(meds[max(0, k - 8):k])
-        if left <= 0:
-            continue
         after = suffix / (nb - k)
-        shift = after / left - 1
+        shift = after / left - 1 if left > 0 else 0.0
         if abs(shift) > CHANGE_THRESHOLD and (newest / left - 1) * shift > (CHANGE_THRESHOLD / 2) * abs(shift):
-            return off + k * BLOCK
-    return 0
+            if abs(shift) > abs(best_shift):  # the true boundary is where the contrast peaks
+                best_k, best_shift = k, shift
+        elif best_k:
+            break  # past the run of candidate boundaries around the latest change
+    return off + best_k * BLOCK if best_k else 0
 
 
 def _trimmed_mean(xs: list[float]) -> float:
