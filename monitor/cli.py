@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -12,6 +15,10 @@ from monitor import energy, snapshot
 from monitor.compute import dataset_tokens_from_bin
 from monitor.errors import TrainwatchError
 from monitor.load import load
+from monitor.run import Monitor, RunSpec
+from monitor.units import parse_duration
+
+log = logging.getLogger("trainwatch")
 
 COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check")
 
@@ -29,9 +36,50 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--price-per-kwh", type=float, help="electricity price, for cost")
 
 
+def _following(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("following")
+    g.add_argument("--poll", action="store_true", help="poll only (no inotify), e.g. on NFS/Lustre")
+    g.add_argument("--poll-interval", type=parse_duration, default=1.0, metavar="DURATION",
+                   help="how often files are re-read when no file event comes (default 1s)")
+    g.add_argument("--no-gpu", action="store_true", help="do not read NVML")
+    g.add_argument("--gpu", type=_int_list, help="GPU indexes of the run (default: found from its process)")
+    n = p.add_argument_group("notifications")
+    n.add_argument("--notify", action="append", default=[], metavar="URL",
+                   help="apprise URL (ntfy://topic, slack://…, json://host:port/path…); repeatable")
+    n.add_argument("--notify-before", type=parse_duration, default=600.0, metavar="DURATION",
+                   help="'finishing soon' lead time (default 10m)")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of GPU indexes: {text!r}") from None
+
+
+def _listen(p: argparse.ArgumentParser, flag: str, default: str | None, help: str) -> None:
+    if default is None:  # an optional feature: the bare flag turns it on at the default address
+        p.add_argument(flag, nargs="?", const="127.0.0.1", metavar="HOST:PORT", help=help)
+    else:
+        p.add_argument(flag, default=default, metavar="HOST:PORT", help=help)
+    p.add_argument("--tls-cert", help="serve metrics over TLS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    p.add_argument("--basic-auth-file", help="file holding USER:PASSWORD; scrapes must authenticate")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trainwatch", description="Live monitor for LLM training logs.")
     sub = p.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("watch", help="the live terminal view (the default: `trainwatch LOG…`)")
+    w.add_argument("logs", nargs="+", metavar="LOG")
+    _listen(w, "--metrics", None, "also serve Prometheus metrics (default 127.0.0.1:10464)")
+    _common(w)
+    _following(w)
+    s = sub.add_parser("serve", help="headless: Prometheus /metrics and notifications")
+    s.add_argument("logs", nargs="+", metavar="LOG")
+    _listen(s, "--listen", "127.0.0.1", "where /metrics listens (default 127.0.0.1:10464)")
+    _common(s)
+    _following(s)
     r = sub.add_parser("report", help="one-shot summary of a log")
     r.add_argument("log")
     r.add_argument("--json", action="store_true", help="print trainwatch.report/1 JSON")
@@ -61,6 +109,73 @@ def user_settings(args: argparse.Namespace) -> dict[str, object]:
 
 def run_name(args: argparse.Namespace, log: str) -> str:
     return getattr(args, "run_name", None) or os.path.splitext(os.path.basename(log))[0]
+
+
+def run_specs(args: argparse.Namespace) -> list[RunSpec]:
+    user = user_settings(args)
+    names = [run_name(args, log) if len(args.logs) == 1 else os.path.splitext(os.path.basename(log))[0]
+             for log in args.logs]
+    return [RunSpec(log=log, name=_unique(name, names[:i]), format=args.format, user=user,
+                    power_watts=args.power_watts, price_per_kwh=args.price_per_kwh)
+            for i, (log, name) in enumerate(zip(args.logs, names, strict=True))]
+
+
+def _unique(name: str, taken: list[str]) -> str:
+    """Two logs named out.log in different folders still get different `run` labels."""
+    n, candidate = 2, name
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    return candidate
+
+
+def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor) -> object:
+    from exporters.prometheus import TrainwatchCollector, parse_listen, start_server
+
+    host, port = parse_listen(listen)
+    auth = None
+    if args.basic_auth_file:
+        try:
+            user, _, password = open(args.basic_auth_file).read().strip().partition(":")
+        except OSError as e:
+            raise TrainwatchError(f"--basic-auth-file: {e.strerror}") from None
+        if not user or not password:
+            raise TrainwatchError("--basic-auth-file must hold USER:PASSWORD")
+        auth = (user, password)
+    server, _ = start_server(TrainwatchCollector(monitor.snapshots), host, port, certfile=args.tls_cert,
+                             keyfile=args.tls_key, basic_auth=auth)
+    log.info("serving metrics on %s://%s:%d/metrics", "https" if args.tls_cert else "http", host,
+             server.server_port)
+    return server
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    monitor = Monitor(run_specs(args), poll_interval=args.poll_interval, force_poll=args.poll)
+    log.info("following %d log(s) with %s", len(monitor.followers), monitor.waker.mode)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = start_metrics(args, args.listen, monitor)
+    monitor.start()
+    try:
+        stop.wait()
+    finally:
+        monitor.stop()
+        server.shutdown()  # type: ignore[attr-defined]
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from exporters.tui.app import run_tui
+
+    monitor = Monitor(run_specs(args), poll_interval=args.poll_interval, force_poll=args.poll)
+    server = start_metrics(args, args.metrics, monitor) if args.metrics else None
+    monitor.start()
+    try:
+        return run_tui(monitor.snapshots)
+    finally:
+        monitor.stop()
+        if server is not None:
+            server.shutdown()  # type: ignore[attr-defined]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -99,7 +214,9 @@ def _chain(first: list[str], rest: Iterator[tuple[bytes, list[str]]]) -> Iterato
         yield from lines
 
 
-HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"report": cmd_report, "backtest": cmd_backtest}
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "report": cmd_report, "backtest": cmd_backtest, "serve": cmd_serve, "watch": cmd_watch,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.insert(0, "watch")
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("TRAINWATCH_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         return HANDLERS[args.command](args)
     except TrainwatchError as e:

@@ -57,12 +57,14 @@ class Follower:
         self.problem: str | None = None
         self.buffered = False
         self.backfilling = True
+        self.pending = False  # the tail has more to read right now
         self.backfill_slice = backfill_slice
         self._last_read_at: float | None = None
 
     def step(self, now: float) -> bool:
         """Read what is new; True when anything changed."""
         read = self.tail.read(self.backfill_slice if self.backfilling else None)
+        self.pending = read.pending
         changed = read.problem != self.problem
         self.problem = read.problem
         if read.reset and self.ingest is not None:
@@ -74,7 +76,7 @@ class Follower:
                                          user=self.spec.user)
             self._feed(read, now)
             changed = True
-        if self.backfilling and (not read.lines or not read.backfill):
+        if self.backfilling and not read.pending:
             self.backfilling = False
         self._last_read_at = now
         return changed
@@ -167,8 +169,9 @@ class Monitor:
             self.publish(now)
         return changed
 
-    def backfilling(self) -> bool:
-        return any(f.backfilling for f in self.followers)
+    def busy(self) -> bool:
+        """Some tail has more to read right now (backfill slices, a rotation's old file)."""
+        return any(f.pending for f in self.followers)
 
     def publish(self, now: float) -> None:
         snaps = []
@@ -184,12 +187,11 @@ class Monitor:
                 log.exception("snapshot listener failed")
 
     def run(self) -> None:
-        """The loop: until stop(). While backfilling, do not wait between slices."""
+        """The loop: until stop(). While a tail has more ready, do not wait."""
         while not self._stop.is_set():
             self.step()
-            if self.backfilling():
-                continue
-            self.waker.wait(self.poll_interval)
+            if not self.busy():
+                self.waker.wait(self.poll_interval)
 
     def start(self) -> None:
         self.step()
