@@ -1,0 +1,105 @@
+"""The writer loop against real files written by another process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.run import BUFFERING_HINT, Monitor, RunSpec
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    n, pause = int(sys.argv[1]), float(sys.argv[2])
+    print("Overriding config with config/x.py:")
+    print("max_iters = %d" % n)
+    print("log_interval = 1")
+    print("")
+    print("tokens per iteration will be: 1,000")
+    for i in range(n + 1):
+        print("iter %d: loss 2.0000, time 250.00ms, mfu 10.00%%" % i)
+        time.sleep(pause)
+""")
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def start_writer(tmp_path: Path, n: int, pause: float, unbuffered: bool) -> tuple[subprocess.Popen[bytes], Path]:
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    log = tmp_path / "out.log"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    cmd = [sys.executable, *(["-u"] if unbuffered else []), str(script), str(n), str(pause)]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, env=env)
+    return proc, log
+
+
+@pytest.mark.parametrize("force_poll", [False, True], ids=["inotify", "polling"])
+def test_follows_a_live_run_to_the_end(tmp_path: Path, force_poll: bool) -> None:
+    proc, log = start_writer(tmp_path, 200, 0.005, unbuffered=True)
+    mon = Monitor([RunSpec(str(log), "run")], poll_interval=0.1, force_poll=force_poll)
+    mon.start()
+    try:
+        wait_for(lambda: bool(mon.snapshots()) and mon.snapshots()[0].state == "finished")
+        snap = mon.snapshots()[0]
+        assert snap.iter == 200 and snap.tokens_seen == 201_000
+        assert snap.lines >= 205
+    finally:
+        mon.stop()
+        proc.wait(10)
+
+
+def test_a_block_buffered_writer_is_detected_and_the_user_told_once(tmp_path: Path) -> None:
+    proc, log = start_writer(tmp_path, 3000, 0.0005, unbuffered=False)
+    mon = Monitor([RunSpec(str(log), "run")], poll_interval=0.05)
+    mon.start()
+    try:
+        wait_for(lambda: bool(mon.snapshots()) and mon.snapshots()[0].state == "finished", timeout=60)
+        hints = [n for n in mon.snapshots()[0].notes if n.text == BUFFERING_HINT]
+        assert len(hints) == 1
+    finally:
+        mon.stop()
+        proc.wait(10)
+
+
+def test_a_missing_file_is_a_problem_not_an_error_and_is_picked_up_later(tmp_path: Path) -> None:
+    log = tmp_path / "later.log"
+    mon = Monitor([RunSpec(str(log), "run")], poll_interval=0.05)
+    mon.start()
+    try:
+        wait_for(lambda: bool(mon.snapshots()) and mon.followers[0].problem is not None)
+        assert mon.snapshots()[0].state == "starting"
+        log.write_text("max_iters = 1\niter 0: loss 1.0, time 1.00ms, mfu 1.00%\n")
+        wait_for(lambda: mon.snapshots()[0].iter == 0)
+    finally:
+        mon.stop()
+
+
+def test_listeners_see_every_publish_and_a_failing_listener_does_not_stop_the_loop(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("iter 0: loss 1.0, time 1.00ms, mfu 1.00%\n")
+    seen: list[int] = []
+    mon = Monitor([RunSpec(str(log), "run")], poll_interval=0.05)
+    mon.subscribe(lambda snaps: (_ for _ in ()).throw(RuntimeError("view bug")))
+    mon.subscribe(lambda snaps: seen.append(snaps[0].iter or 0))
+    mon.start()
+    try:
+        with log.open("a") as fh:
+            fh.write("iter 10: loss 1.0, time 1.00ms, mfu 1.00%\n")
+        wait_for(lambda: 10 in seen)
+    finally:
+        mon.stop()
