@@ -1,0 +1,313 @@
+"""Alert rules: pure, edge-triggered functions of snapshots, `now`, and what already fired.
+
+A condition (finishing soon, finished, crashed, stalled, NaN, diverging, slowed down, a milestone)
+becomes an alert once per run, or once per episode for the conditions that can end and come back:
+a stall that ends and starts again is news again, a second NaN is not. What fired lives in an
+immutable `AlertMemory` that the caller keeps, persists (monitor/alert_state.py) and hands back, so
+nothing here reads a clock or a file, and the same inputs always give the same alerts.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from monitor.gpu import GpuSample
+from monitor.snapshot import Snapshot
+from monitor.units import clock, duration, human
+
+EPISODIC = frozenset({"crashed", "stalled", "diverging", "slowdown"})
+"""Kinds that fire again after their condition has ended and come back; every other kind fires once per run."""
+
+LIVE = frozenset({"running", "evaluating"})
+MESSAGE_CHARS = 300  # a traceback's last line can carry a whole tensor repr
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    run: str
+    kind: str  # finishing | finish-moved | finished | crashed | stalled | nan | diverging | slowdown | milestone
+    title: str
+    body: str
+    level: str  # info | success | warning | failure (apprise's notify types)
+    key: str  # the episode's identity: the same key never fires twice for a run
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    notify_before_s: float = 600.0  # "finishing soon" once the expected finish is this close
+    moved_threshold_s: float = 120.0  # one corrected notice when the finish then moves by more than this
+    milestones: tuple[float, ...] = ()  # fractions of max_iters, e.g. (0.25, 0.5, 0.75)
+    slowdown_ratio: float = 0.7  # throughput below this share of the run's earlier steady rate ...
+    slowdown_for_s: float = 120.0  # ... for this long
+    diverge_factor: float = 1.5  # loss above this multiple of its recent median ...
+    diverge_lines: int = 5  # ... on this many consecutive log lines ...
+    diverge_window: int = 50  # ... where the median is over this many lines before them
+
+
+@dataclass(frozen=True, slots=True)
+class RunMemory:
+    """What fired for one run. The first three fields are durable (persisted); the rest is bookkeeping
+    that a restarted daemon can rebuild without repeating anything."""
+
+    fired: frozenset[str] = frozenset()  # alert keys sent, or recorded by a quiet backfill
+    active: frozenset[str] = frozenset()  # episodic kinds whose condition held at the last evaluation
+    finish_announced: float | None = None  # the finish time the last finishing notice stated
+    slow_since: float | None = None
+    scanned: tuple[int, int] | None = None  # (segment, iter) of the newest history point checked for NaN
+
+    def durable(self) -> RunMemory:
+        return RunMemory(self.fired, self.active, self.finish_announced)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMemory:
+    runs: Mapping[str, RunMemory] = field(default_factory=dict)  # by log path; never mutated, only replaced
+
+    def run(self, log: str) -> RunMemory:
+        return self.runs.get(log, RunMemory())
+
+    def with_run(self, log: str, memory: RunMemory) -> AlertMemory:
+        return AlertMemory({**self.runs, log: memory})
+
+
+@dataclass(frozen=True, slots=True)
+class _Finding:
+    """A condition that holds now; `_fire` decides whether it is news."""
+
+    kind: str
+    key: str  # for episodic kinds, `_fire` appends the episode number
+    title: str
+    body: str
+    level: str
+
+
+def evaluate(prev: AlertMemory, snapshots: Sequence[Snapshot], now: float, cfg: AlertConfig, *,
+             quiet: bool) -> tuple[AlertMemory, list[Alert]]:
+    """The alerts that `snapshots` make news, and the memory updated with them.
+
+    `quiet` (the backfill read on attach) records every condition that holds as already fired and
+    returns no alerts: attaching to an old or finished log must not replay its history.
+    """
+    runs = dict(prev.runs)
+    alerts: list[Alert] = []
+    for snap in snapshots:
+        mem = _observe(prev.run(snap.log), snap, now, cfg, quiet)
+        found = [f for rule in RULES for f in rule(snap, mem, now, cfg)]
+        mem, new = _fire(mem, found, snap, now, quiet)
+        runs[snap.log] = replace(mem, scanned=_newest(snap) or mem.scanned)
+        alerts += new
+    return AlertMemory(runs), alerts
+
+
+def _observe(m: RunMemory, s: Snapshot, now: float, cfg: AlertConfig, quiet: bool) -> RunMemory:
+    """Since when the run has been slow. A backfill cannot tell how long a slowdown it finds has
+    lasted, so a quiet pass counts it as long enough: it is history, recorded, not sent later."""
+    if not _slow(s, cfg):
+        return replace(m, slow_since=None)
+    if m.slow_since is not None:
+        return m
+    return replace(m, slow_since=now - cfg.slowdown_for_s if quiet else now)
+
+
+def _fire(m: RunMemory, found: list[_Finding], s: Snapshot, now: float,
+          quiet: bool) -> tuple[RunMemory, list[Alert]]:
+    fired, alerts, announced = set(m.fired), [], m.finish_announced
+    for f in found:
+        key = f.key
+        if f.kind in EPISODIC:
+            if f.kind in m.active:
+                continue  # the same episode, already told
+            key = f"{f.kind}#{1 + sum(k.startswith(f.kind + '#') for k in fired)}"
+        if key in fired:
+            continue
+        fired.add(key)
+        if f.kind in ("finishing", "finish-moved"):
+            announced = s.forecast.finish_at
+        if not quiet:
+            alerts.append(Alert(s.run, f.kind, f.title, f.body, f.level, key, now))
+    active = frozenset(f.kind for f in found if f.kind in EPISODIC)
+    return replace(m, fired=frozenset(fired), active=active, finish_announced=announced), alerts
+
+
+# ---- the rules: each yields a finding while its condition holds --------------------------------
+
+Rule = Callable[[Snapshot, RunMemory, float, AlertConfig], Iterator[_Finding]]
+
+
+def _crashed(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    if s.state != "crashed":
+        return
+    if s.error_type:
+        body = f"{s.error_type}: {s.error_message}" if s.error_message else s.error_type
+    else:
+        body = "process exited before max_iters"
+    yield _Finding("crashed", "crashed", f"{s.run}: crashed{_at_iter(s)}", _clip(body) + _progress(s), "failure")
+
+
+def _finished(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    if s.state != "finished":
+        return
+    parts = [f"{s.iter:,} iterations" + (f" in {duration(s.elapsed_s)}" if s.elapsed_s else "")]
+    if s.tokens_seen:
+        parts.append(f"{human(s.tokens_seen)} tokens")
+    losses = [f"{name} loss {v:.4f}" for name, v in (("train", s.train_loss), ("val", s.val_loss)) if v is not None]
+    if losses:
+        best = f" (best val {s.best_val:.4f})" if s.best_val is not None and s.best_val != s.val_loss else ""
+        parts.append(", ".join(losses) + best)
+    if s.energy.joules is not None:
+        parts.append(f"{s.energy.joules / 3.6e6:.2f} kWh" + (f", cost {s.cost:.2f}" if s.cost is not None else ""))
+    yield _Finding("finished", "finished", f"{s.run}: finished", "; ".join(parts) + ".", "success")
+
+
+def _stalled(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    """The forecaster owns what "stalled" means (silence beyond k× the expected gap between lines),
+    so the alert fires exactly when every view shows the state."""
+    fc = s.forecast
+    if s.state != "stalled" or fc.stalled_s is None or fc.expected_gap_s is None:
+        return
+    body = (f"No new iteration for {duration(fc.stalled_s + fc.expected_gap_s)} "
+            f"(one was expected every {duration(fc.expected_gap_s)}).{_gpu_activity(s)}")
+    yield _Finding("stalled", "stalled", f"{s.run}: stalled{_at_iter(s)}", body, "warning")
+
+
+def _nan(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    """Looks at every history point since the last evaluation, so a NaN between two publishes is seen."""
+    bad: tuple[int | None, float] | None = None
+    for p in reversed(s.history):
+        if m.scanned is not None and (p.segment, p.iter) <= m.scanned:
+            break
+        if p.loss is not None and not math.isfinite(p.loss):
+            bad = (p.iter, p.loss)
+    if bad is None and s.train_loss is not None and not math.isfinite(s.train_loss):
+        bad = (s.iter, s.train_loss)
+    if bad is not None:
+        it, loss = bad
+        where = f" at iter {it:,}" if it is not None else ""
+        yield _Finding("nan", "nan", f"{s.run}: loss is {loss}", f"The training loss became {loss}{where}.",
+                       "failure")
+
+
+def _diverging(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    """All of the last few losses far above the median of the lines before them. Once an episode is
+    on, it stays on while any of them is still high, so a loss hovering at the line fires once."""
+    if not s.history:
+        return
+    n = cfg.diverge_lines
+    seg = s.history[-1].segment  # a restart from scratch in the same file is not a divergence
+    losses = [p.loss for p in s.history[-4 * (n + cfg.diverge_window):]
+              if p.segment == seg and p.loss is not None and math.isfinite(p.loss)]
+    before, recent = losses[-(n + cfg.diverge_window):-n], losses[-n:]
+    if len(recent) < n or len(before) < max(n, 10):
+        return
+    base = statistics.median(before)
+    if base <= 0:
+        return
+    high = [x > cfg.diverge_factor * base for x in recent]
+    if all(high) or ("diverging" in m.active and any(high)):
+        body = (f"Loss {recent[-1]:.4f} at iter {s.history[-1].iter:,}: the last {n} log lines are "
+                f"{min(recent) / base:.1f}× or more its recent median {base:.4f}.")
+        yield _Finding("diverging", "diverging", f"{s.run}: loss diverging", body, "warning")
+
+
+def _slowdown(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    ratio = _slow(s, cfg)
+    if ratio is None or m.slow_since is None or now - m.slow_since < cfg.slowdown_for_s:
+        return
+    iter_s = s.forecast.iter_s
+    body = (f"Throughput is {100 * ratio:.0f} % of this run's earlier steady rate"
+            + (f" ({iter_s:.3g} s per iteration)" if iter_s else "") + "." + _throttle(s))
+    yield _Finding("slowdown", "slowdown", f"{s.run}: slowed down to {100 * ratio:.0f} %", body, "warning")
+
+
+def _finishing(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    fc = s.forecast
+    if s.state not in LIVE or fc.eta_s is None or fc.finish_at is None or fc.eta_s > cfg.notify_before_s:
+        return
+    yield _Finding("finishing", "finishing", f"{s.run}: finishing at {clock(fc.finish_at, now)}",
+                   f"Expected to finish at {_when(s, now)}.{_progress(s)}", "info")
+
+
+def _finish_moved(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    fc, was = s.forecast, m.finish_announced
+    if s.state not in LIVE or was is None or fc.finish_at is None or "finishing" not in m.fired:
+        return
+    moved = fc.finish_at - was
+    if abs(moved) <= cfg.moved_threshold_s:
+        return
+    direction = "later" if moved > 0 else "earlier"
+    yield _Finding("finish-moved", "finish-moved", f"{s.run}: finish moved to {clock(fc.finish_at, now)}",
+                   f"Now expected at {_when(s, now)}: {duration(abs(moved))} {direction} than the "
+                   f"{clock(was, now)} announced.{_progress(s)}", "info")
+
+
+def _milestones(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    if s.fraction is None or s.state == "finished":
+        return
+    for mark in sorted(cfg.milestones):
+        if s.fraction >= mark:
+            yield _Finding("milestone", f"milestone:{100 * mark:g}", f"{s.run}: {100 * mark:g} % done",
+                           (f"Expected to finish at {_when(s, now)}." if s.forecast.finish_at else "")
+                           + _progress(s), "info")
+
+
+RULES: tuple[Rule, ...] = (_crashed, _finished, _stalled, _nan, _diverging, _slowdown, _finishing, _finish_moved,
+                           _milestones)
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+def _slow(s: Snapshot, cfg: AlertConfig) -> float | None:
+    """Throughput as a share of the run's earlier steady rate, when below the configured ratio."""
+    slowdown = s.forecast.slowdown  # current seconds per iteration ÷ the earlier level
+    if s.state in ("finished", "crashed") or not slowdown or slowdown <= 0:
+        return None
+    ratio = 1 / slowdown
+    return ratio if ratio < cfg.slowdown_ratio else None
+
+
+def _newest(s: Snapshot) -> tuple[int, int] | None:
+    return (s.history[-1].segment, s.history[-1].iter) if s.history else None
+
+
+def _at_iter(s: Snapshot) -> str:
+    return f" at iter {s.iter:,}" if s.iter is not None else ""
+
+
+def _progress(s: Snapshot) -> str:
+    if s.iter is None or s.max_iters is None:
+        return ""
+    return f" Iteration {s.iter:,} of {s.max_iters:,}."
+
+
+def _when(s: Snapshot, now: float) -> str:
+    fc = s.forecast
+    text = f"{clock(fc.finish_at, now)} (in {duration(fc.eta_s)}"
+    if fc.finish_p10 is not None and fc.finish_p90 is not None:
+        text += f"; likely {clock(fc.finish_p10, now)}–{clock(fc.finish_p90, now)}"
+    return text + ")"
+
+
+def _gpus(s: Snapshot) -> list[GpuSample]:
+    return [g for g in s.gpus if isinstance(g, GpuSample) and not g.lost]
+
+
+def _gpu_activity(s: Snapshot) -> str:
+    """Idle GPUs point at a dead or hung host process; busy ones at a hung collective or a long eval."""
+    util = [g.utilization for g in _gpus(s) if g.utilization is not None]
+    if not util:
+        return ""
+    peak = max(util)
+    return " GPU idle." if peak < 0.05 else f" GPU still busy ({100 * peak:.0f} % utilization)."
+
+
+def _throttle(s: Snapshot) -> str:
+    reasons = sorted({r for g in _gpus(s) for r in g.throttle})
+    return f" GPU throttled: {', '.join(reasons)}." if reasons else ""
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS - 1] + "…"
