@@ -27,6 +27,7 @@ from monitor.gpu import (
     make_sampler,
     throttle_names,
 )
+from monitor.peaks import peak_flops
 
 FAKE_C = Path(__file__).with_name("fake_nvml.c")
 E = pynvml.NVMLError
@@ -278,3 +279,27 @@ def test_background_sampler_survives_a_failing_sample_and_closes_its_sampler():
 def test_throttle_mask_names():
     assert throttle_names(None) == () and throttle_names(0x1) == ()
     assert throttle_names(0x4 | 0x40 | 0x80) == ("power cap", "hardware thermal", "power brake")
+
+
+# ---------------------------------------------------------------- the peak table, by NVML's names
+
+@pytest.mark.parametrize("name, tflops", [
+    ("NVIDIA H100 80GB HBM3", 989.5), ("NVIDIA H100 PCIe", 756.5), ("NVIDIA H100 NVL", 835.5),
+    ("NVIDIA H200", 989.5), ("NVIDIA H200 NVL", 835.5), ("NVIDIA GH200 480GB", 989.5), ("NVIDIA B200", 2250),
+    ("NVIDIA A100-SXM4-40GB", 312), ("NVIDIA A100-SXM4-80GB", 312), ("NVIDIA A100-PCIE-40GB", 312),
+    ("NVIDIA A100 80GB PCIe", 312), ("NVIDIA A10", 125), ("NVIDIA A10G", 70), ("NVIDIA L4", 121),
+    ("NVIDIA L40S", 362.05), ("NVIDIA L40", 181.05), ("Tesla V100-SXM2-16GB", 125), ("Tesla V100-PCIE-32GB", 112),
+    ("Tesla V100S-PCIE-32GB", 130), ("Tesla T4", 65), ("NVIDIA GeForce RTX 4090", 165.2),
+    ("NVIDIA GeForce RTX 4080", 97.5), ("NVIDIA GeForce RTX 4080 SUPER", 104.4),
+    ("NVIDIA GeForce RTX 4070 Ti", 80.2), ("NVIDIA GeForce RTX 4070 SUPER", 71), ("NVIDIA GeForce RTX 4070", 58.3),
+    ("NVIDIA GeForce RTX 3090", 71), ("NVIDIA GeForce RTX 3080", 59.5), ("NVIDIA RTX 6000 Ada Generation", 364.25),
+    ("NVIDIA RTX A6000", 154.8), ("Quadro RTX 6000", 130.5), ("NVIDIA GeForce RTX 5090", 209.5),
+])
+def test_peak_flops_by_nvml_name(name, tflops):
+    assert peak_flops(name) == pytest.approx(tflops * 1e12)
+
+
+@pytest.mark.parametrize("name", ["NVIDIA GeForce RTX 4090 Laptop GPU", "NVIDIA GeForce RTX 4060", "Fake GPU 0",
+                                  "NVIDIA A2", "NVIDIA GeForce RTX 4090 D", ""])
+def test_unknown_cards_have_no_peak(name):
+    assert peak_flops(name) is None
