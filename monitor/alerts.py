@@ -57,7 +57,6 @@ class RunMemory:
     active: frozenset[str] = frozenset()  # episodic kinds whose condition held at the last evaluation
     finish_announced: float | None = None  # the finish time the last finishing notice stated
     slow_since: float | None = None
-    scanned: tuple[int, int] | None = None  # (segment, iter) of the newest history point checked for NaN
 
     def durable(self) -> RunMemory:
         return RunMemory(self.fired, self.active, self.finish_announced)
@@ -98,7 +97,7 @@ def evaluate(prev: AlertMemory, snapshots: Sequence[Snapshot], now: float, cfg: 
         mem = _observe(prev.run(snap.log), snap, now, cfg, quiet)
         found = [f for rule in RULES for f in rule(snap, mem, now, cfg)]
         mem, new = _fire(mem, found, snap, now, quiet)
-        runs[snap.log] = replace(mem, scanned=_newest(snap) or mem.scanned)
+        runs[snap.log] = mem
         alerts += new
     return AlertMemory(runs), alerts
 
@@ -175,13 +174,15 @@ def _stalled(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterato
 
 
 def _nan(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
-    """Looks at every history point since the last evaluation, so a NaN between two publishes is seen."""
+    """Looks at the whole history, so a NaN that came and went between two publishes is seen too;
+    once it fired there is nothing more to look for."""
+    if "nan" in m.fired:
+        return
     bad: tuple[int | None, float] | None = None
-    for p in reversed(s.history):
-        if m.scanned is not None and (p.segment, p.iter) <= m.scanned:
-            break
+    for p in s.history:
         if p.loss is not None and not math.isfinite(p.loss):
             bad = (p.iter, p.loss)
+            break
     if bad is None and s.train_loss is not None and not math.isfinite(s.train_loss):
         bad = (s.iter, s.train_loss)
     if bad is not None:
@@ -267,10 +268,6 @@ def _slow(s: Snapshot, cfg: AlertConfig) -> float | None:
         return None
     ratio = 1 / slowdown
     return ratio if ratio < cfg.slowdown_ratio else None
-
-
-def _newest(s: Snapshot) -> tuple[int, int] | None:
-    return (s.history[-1].segment, s.history[-1].iter) if s.history else None
 
 
 def _at_iter(s: Snapshot) -> str:
