@@ -7,11 +7,12 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from monitor import energy, snapshot
+from monitor import energy, simulate, snapshot
 from monitor.compute import dataset_tokens_from_bin
 from monitor.errors import TrainwatchError
 from monitor.load import load
@@ -84,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("log")
     r.add_argument("--json", action="store_true", help="print trainwatch.report/1 JSON")
     _common(r)
+    sim = sub.add_parser("simulate", help="write a realistic nanoGPT log live (warm-up, evals, checkpoints, failures)")
+    simulate.add_arguments(sim)
+    d = sub.add_parser("demo", help="a simulated run followed live in the terminal view: no GPU, no training")
+    d.add_argument("--speed", type=float, default=5.0, help="how much faster than real time (default 5)")
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--max-iters", type=int, default=20000, help="length of the simulated run (default 20000)")
     b = sub.add_parser("backtest", help="replay a finished log and compare forecasts with what happened")
     b.add_argument("log")
     b.add_argument("--json", action="store_true", help="print trainwatch.backtest/1 JSON")
@@ -164,6 +171,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from exporters.tui.app import run_tui
+
+    cfg = simulate.SimConfig(preset="shakespeare-char", seed=args.seed, max_iters=args.max_iters)
+    with tempfile.TemporaryDirectory(prefix="trainwatch-demo-") as tmp:
+        path = os.path.join(tmp, "shakespeare-char.log")
+        writer = simulate.start(cfg, path, speed=args.speed)
+        spec = RunSpec(path, "shakespeare-char (simulated)", power_watts=DEMO_WATTS, price_per_kwh=DEMO_PRICE)
+        monitor = Monitor([spec], poll_interval=0.25)
+        monitor.start()
+        try:
+            return run_tui(monitor.snapshots, title="trainwatch demo — a simulated run")
+        finally:
+            monitor.stop()
+            writer.stop()
+
+
+DEMO_WATTS, DEMO_PRICE = 300.0, 0.30
+"""The demo's energy is an estimate from a stated power, as a user without NVML would get it."""
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     from exporters.tui.app import run_tui
 
@@ -216,6 +244,7 @@ def _chain(first: list[str], rest: Iterator[tuple[bytes, list[str]]]) -> Iterato
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": cmd_report, "backtest": cmd_backtest, "serve": cmd_serve, "watch": cmd_watch,
+    "simulate": simulate.run, "demo": cmd_demo,
 }
 
 
@@ -237,14 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `trainwatch report … | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # a bug: one line for the user, the traceback only when asked for
         if os.environ.get("TRAINWATCH_DEBUG"):
             raise
         print(f"trainwatch: internal error: {type(e).__name__}: {e} (set TRAINWATCH_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return 0
 
 
 def entry() -> None:

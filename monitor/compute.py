@@ -40,11 +40,6 @@ def tokens_per_iter(state: RunState) -> float | None:
     return None
 
 
-def iterations_run(state: RunState) -> int:
-    """Optimizer steps executed across all segments (redone steps after a resume count: compute was spent)."""
-    return sum(seg.iterations_run for seg in state.segments)
-
-
 def dataset_tokens_from_bin(size_bytes: int) -> int:
     """nanoGPT's `train.bin` holds uint16 token ids."""
     return size_bytes // 2

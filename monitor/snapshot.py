@@ -94,7 +94,7 @@ def build(state: RunState, *, run: str, log: str, now: float, lines: int = 0, pa
     iter_ = last.iter if last else None
     seen = (iter_ + 1) * tpi if iter_ is not None and tpi else None
     total = (max_iters + 1) * tpi if max_iters is not None and tpi else None
-    done_flops = compute.iterations_run(state) * tpi * fpt if tpi and fpt else None
+    done_flops = seen * fpt if seen and fpt else None
     total_flops = total * fpt if total and fpt else None
     mfu = None
     if gpu_peak_flops and fc.tokens_per_s and fpt:
