@@ -42,7 +42,7 @@ class AlertConfig:
     moved_threshold_s: float = 120.0  # one corrected notice when the finish then moves by more than this
     milestones: tuple[float, ...] = ()  # fractions of max_iters, e.g. (0.25, 0.5, 0.75)
     slowdown_ratio: float = 0.7  # throughput below this share of the run's earlier steady rate ...
-    slowdown_for_s: float = 120.0  # ... for this long
+    slowdown_for_s: float = 120.0  # ... for this long, on the run's own clock
     diverge_factor: float = 1.5  # loss above this multiple of its recent median ...
     diverge_lines: int = 5  # ... on this many consecutive log lines ...
     diverge_window: int = 50  # ... where the median is over this many lines before them
@@ -56,7 +56,7 @@ class RunMemory:
     fired: frozenset[str] = frozenset()  # alert keys sent, or recorded by a quiet backfill
     active: frozenset[str] = frozenset()  # episodic kinds whose condition held at the last evaluation
     finish_announced: float | None = None  # the finish time the last finishing notice stated
-    slow_since: float | None = None
+    slow_since: float | None = None  # the run's elapsed_s when its throughput fell below the ratio
 
     def durable(self) -> RunMemory:
         return RunMemory(self.fired, self.active, self.finish_announced)
@@ -94,7 +94,7 @@ def evaluate(prev: AlertMemory, snapshots: Sequence[Snapshot], now: float, cfg: 
     runs = dict(prev.runs)
     alerts: list[Alert] = []
     for snap in snapshots:
-        mem = _observe(prev.run(snap.log), snap, now, cfg, quiet)
+        mem = _observe(prev.run(snap.log), snap, cfg, quiet)
         found = [f for rule in RULES for f in rule(snap, mem, now, cfg)]
         mem, new = _fire(mem, found, snap, now, quiet)
         runs[snap.log] = mem
@@ -102,14 +102,15 @@ def evaluate(prev: AlertMemory, snapshots: Sequence[Snapshot], now: float, cfg: 
     return AlertMemory(runs), alerts
 
 
-def _observe(m: RunMemory, s: Snapshot, now: float, cfg: AlertConfig, quiet: bool) -> RunMemory:
-    """Since when the run has been slow. A backfill cannot tell how long a slowdown it finds has
-    lasted, so a quiet pass counts it as long enough: it is history, recorded, not sent later."""
-    if not _slow(s, cfg):
+def _observe(m: RunMemory, s: Snapshot, cfg: AlertConfig, quiet: bool) -> RunMemory:
+    """Since when the run has been slow, on its own clock (`elapsed_s`): a stall is not slow training,
+    and a replayed or accelerated log behaves as the real run would. A backfill cannot tell how long
+    a slowdown it finds has lasted, so a quiet pass counts it as long enough: history, not news."""
+    if not _slow(s, cfg) or s.elapsed_s is None:
         return replace(m, slow_since=None)
     if m.slow_since is not None:
         return m
-    return replace(m, slow_since=now - cfg.slowdown_for_s if quiet else now)
+    return replace(m, slow_since=s.elapsed_s - cfg.slowdown_for_s if quiet else s.elapsed_s)
 
 
 def _fire(m: RunMemory, found: list[_Finding], s: Snapshot, now: float,
@@ -216,7 +217,8 @@ def _diverging(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Itera
 
 def _slowdown(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
     ratio = _slow(s, cfg)
-    if ratio is None or m.slow_since is None or now - m.slow_since < cfg.slowdown_for_s:
+    lasted = s.elapsed_s - m.slow_since if s.elapsed_s is not None and m.slow_since is not None else None
+    if ratio is None or lasted is None or lasted < cfg.slowdown_for_s:
         return
     iter_s = s.forecast.iter_s
     body = (f"Throughput is {100 * ratio:.0f} % of this run's earlier steady rate"

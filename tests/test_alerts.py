@@ -53,6 +53,10 @@ def _diverging(i: int) -> float:
     return 6.0 if 60 <= line < 68 or line >= 78 else 3.0
 
 
+def _slow_from_400(i: int) -> float:
+    return 100.0 if i < 400 else 250.0
+
+
 def _one_spike(i: int) -> float:
     return 9.0 if i == 650 else 3.0
 
@@ -76,10 +80,10 @@ SCENARIOS: dict[str, tuple[Callable[[Path], list[Snapshot]], list[list[str]]]] =
         snap(p, run_to(300)), snap(p, run_to(300), 100), snap(p, run_to(300), 200),
         snap(p, run_to(400)), snap(p, run_to(400), 100)],
         [[], ["stalled#1"], [], [], ["stalled#2"]]),
-    "slowdown-after-a-while": (lambda p: [
-        snap(p, run_to(800, dt_ms=lambda i: 100 if i < 400 else 250), off)
-        for off in (0, 3, 6, 7)],
-        [[], [], ["slowdown#1"], []]),
+    "slowdown-after-a-while-of-training": (lambda p: [  # 2.5 s of training per line once slow
+        snap(p, run_to(upto, dt_ms=_slow_from_400), off) for upto, off in ((800, 0), (810, 0), (810, 15), (830, 0),
+                                                                         (900, 0))],
+        [[], [], [], ["slowdown#1"], []]),
     "no-slowdown-at-steady-speed": (lambda p: [snap(p, run_to(500), off) for off in (0, 10)], [[], []]),
     "diverging-two-episodes": (lambda p: [
         snap(p, run_to(up, loss=_diverging)) for up in (590, 640, 670, 700, 770, 810, 820)],
@@ -169,9 +173,8 @@ def test_stall_says_how_long_and_what_the_gpu_does(tmp_path: Path, gpus: tuple[G
 
 
 def test_slowdown_names_the_throttle_reason(tmp_path: Path) -> None:
-    lines = run_to(800, dt_ms=lambda i: 100 if i < 400 else 250)
     gpus = (_gpu(0.99, ("thermal", "power cap")),)
-    s0, s1 = (snap(tmp_path / "run.log", lines, off, gpus=gpus) for off in (0, 10))
+    s0, s1 = (snap(tmp_path / "run.log", run_to(upto, dt_ms=_slow_from_400), gpus=gpus) for upto in (800, 840))
     memory, _ = evaluate(AlertMemory(), [s0], s0.taken_at, CFG, quiet=False)
     [alert] = evaluate(memory, [s1], s1.taken_at, CFG, quiet=False)[1]
     ratio = round(100 / (s1.forecast.slowdown or 1))
@@ -186,7 +189,7 @@ def test_slowdown_names_the_throttle_reason(tmp_path: Path) -> None:
     run_to(1000, loss=_nan_from_300),
     run_to(300) + TRACEBACK,
     run_to(820, loss=_diverging),
-    run_to(800, dt_ms=lambda i: 100 if i < 400 else 250),
+    run_to(800, dt_ms=_slow_from_400),
 ], ids=["finished", "finished-with-nan", "crashed", "diverging", "slowed-down"])
 @pytest.mark.parametrize("offset", [0, 3600], ids=["just-written", "an-hour-old"])
 def test_backfill_sends_no_history_and_later_repeats_none(tmp_path: Path, lines: list[str], offset: float) -> None:
