@@ -82,7 +82,7 @@ SCENARIOS: dict[str, tuple[Callable[[Path], list[Snapshot]], list[list[str]]]] =
         [[], ["stalled#1"], [], [], ["stalled#2"]]),
     "slowdown-after-a-while-of-training": (lambda p: [  # 2.5 s of training per line once slow
         snap(p, run_to(upto, dt_ms=_slow_from_400), off) for upto, off in ((800, 0), (810, 0), (810, 15), (830, 0),
-                                                                         (900, 0))],
+                                                                         (850, 0))],
         [[], [], [], ["slowdown#1"], []]),
     "no-slowdown-at-steady-speed": (lambda p: [snap(p, run_to(500), off) for off in (0, 10)], [[], []]),
     "diverging-two-episodes": (lambda p: [
