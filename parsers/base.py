@@ -10,6 +10,8 @@ from parsers.events import ErrorEvent, Event, Notice
 from parsers.text import clean_segments
 
 NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf)"
+INT = r"\d{1,18}"
+"""A step or count: bounded, since int() refuses more than 4300 digits and no real count has 19."""
 
 
 class Parser(Protocol):
@@ -35,6 +37,16 @@ def to_float(text: str | None) -> float | None:
         return None
     try:
         return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def to_int(text: str | None) -> int | None:
+    """A printed whole number, thousands separators allowed (`21,400`); anything else is None."""
+    if text is None:
+        return None
+    try:
+        return int(text.replace(",", ""))
     except ValueError:
         return None
 
