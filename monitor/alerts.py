@@ -55,7 +55,7 @@ class RunMemory:
 
     fired: frozenset[str] = frozenset()  # alert keys sent, or recorded by a quiet backfill
     active: frozenset[str] = frozenset()  # episodic kinds whose condition held at the last evaluation
-    finish_announced: float | None = None  # the finish time the last finishing notice stated
+    finish_announced: float | None = None  # the finish the last finishing notice stated, on the run's clock
     slow_since: float | None = None  # the run's elapsed_s when its throughput fell below the ratio
 
     def durable(self) -> RunMemory:
@@ -126,7 +126,7 @@ def _fire(m: RunMemory, found: list[_Finding], s: Snapshot, now: float,
             continue
         fired.add(key)
         if f.kind in ("finishing", "finish-moved"):
-            announced = s.forecast.finish_at
+            announced = _finish_on_run_clock(s)
         if not quiet:
             alerts.append(Alert(s.run, f.kind, f.title, f.body, f.level, key, now))
     active = frozenset(f.kind for f in found if f.kind in EPISODIC)
@@ -235,16 +235,16 @@ def _finishing(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Itera
 
 
 def _finish_moved(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
-    fc, was = s.forecast, m.finish_announced
-    if s.state not in LIVE or was is None or fc.finish_at is None or "finishing" not in m.fired:
+    fc, was, will = s.forecast, m.finish_announced, _finish_on_run_clock(s)
+    if s.state not in LIVE or was is None or will is None or fc.finish_at is None or "finishing" not in m.fired:
         return
-    moved = fc.finish_at - was
+    moved = will - was
     if abs(moved) <= cfg.moved_threshold_s:
         return
     direction = "later" if moved > 0 else "earlier"
     yield _Finding("finish-moved", "finish-moved", f"{s.run}: finish moved to {clock(fc.finish_at, now)}",
                    f"Now expected at {_when(s, now)}: {duration(abs(moved))} {direction} than the "
-                   f"{clock(was, now)} announced.{_progress(s)}", "info")
+                   f"{clock(fc.finish_at - moved, now)} announced.{_progress(s)}", "info")
 
 
 def _milestones(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
@@ -270,6 +270,19 @@ def _slow(s: Snapshot, cfg: AlertConfig) -> float | None:
         return None
     ratio = 1 / slowdown
     return ratio if ratio < cfg.slowdown_ratio else None
+
+
+def _finish_on_run_clock(s: Snapshot) -> float | None:
+    """Where the run's own clock (elapsed training time) will stand at the finish, from the last line.
+
+    It depends on the log alone: steady between lines, unlike "now + ETA" (which counts the silence
+    since the last line), and meaningful for a replayed or accelerated log, where "now + ETA" mixes
+    the wall clock with the log's clock. The sum is the forecaster's model (monitor/forecast.py).
+    """
+    fc = s.forecast
+    if s.elapsed_s is None or fc.iter_s is None or s.iter is None or s.max_iters is None:
+        return None
+    return s.elapsed_s + max(0, s.max_iters - s.iter) * fc.iter_s + (fc.evals_left or 0) * (fc.eval_overhead_s or 0.0)
 
 
 def _at_iter(s: Snapshot) -> str:

@@ -66,6 +66,8 @@ SCENARIOS: dict[str, tuple[Callable[[Path], list[Snapshot]], list[list[str]]]] =
         snap(p, run_to(100)), snap(p, run_to(500)), snap(p, run_to(750)), snap(p, run_to(800)),
         snap(p, run_to(1000)), snap(p, run_to(1000), 60)],
         [[], [], ["finishing"], [], ["finished"], []]),
+    "silence-between-lines-does-not-move-the-finish": (lambda p: [snap(p, run_to(750), off) for off in (0, 20, 50)],
+                                                        [["finishing"], [], []]),
     "nan-once": (lambda p: [
         snap(p, run_to(200, loss=_nan_from_300)), snap(p, run_to(310, loss=_nan_from_300)),
         snap(p, run_to(400, loss=_nan_from_300))],
@@ -123,11 +125,12 @@ def test_finishing_soon_says_when(tmp_path: Path) -> None:
 def test_finish_moved_sends_one_correction(tmp_path: Path) -> None:
     s = snap(tmp_path / "run.log", run_to(750))
     fc = s.forecast
-    finish, eta = fc.finish_at, fc.eta_s
-    assert finish is not None and eta is not None
+    finish, eta, iter_s = fc.finish_at, fc.eta_s, fc.iter_s
+    assert finish is not None and eta is not None and iter_s is not None
 
     def moved(by: float) -> Snapshot:
-        return replace(s, forecast=replace(fc, finish_at=finish + by, eta_s=eta + by))
+        """The steady speed changed so that the 250 iterations left take `by` seconds more."""
+        return replace(s, forecast=replace(fc, iter_s=iter_s + by / 250, finish_at=finish + by, eta_s=eta + by))
 
     memory, first = evaluate(AlertMemory(), [s], s.taken_at, CFG, quiet=False)
     assert [a.kind for a in first] == ["finishing"]
@@ -198,7 +201,7 @@ def test_backfill_sends_no_history_and_later_repeats_none(tmp_path: Path, lines:
     memory, alerts = evaluate(AlertMemory(), [s], s.taken_at, cfg, quiet=True)
     assert alerts == []
     assert memory.run(s.log).fired, "the backfill recorded what holds"
-    assert keys([s, replace(s, taken_at=s.taken_at + 60)], cfg, memory) == [[], []]
+    assert keys([s, snap(tmp_path / "run.log", lines, offset + 60)], cfg, memory) == [[], []]
 
 
 def test_after_a_quiet_backfill_news_still_fires(tmp_path: Path) -> None:
