@@ -1,0 +1,72 @@
+"""The GPUs of the run: power, memory, utilisation and temperature, one line each.
+
+Reads `monitor.gpu.GpuSample` fields by name; a field the GPU does not report is None and shows "—".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from exporters.tui.panel import TextPanel
+
+NAME_WIDTH = 22
+
+
+def _meter(ratio: float | None, width: int = 6) -> Text:
+    if ratio is None:
+        return Text("·" * width, "dim")
+    full = round(max(0.0, min(1.0, ratio)) * width)
+    style = "red3" if ratio >= 0.95 else "green3"
+    return Text("▮" * full, style) + Text("▯" * (width - full), "grey35")
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def gpu_line(g: object) -> Text:
+    index, name = getattr(g, "index", "?"), str(getattr(g, "name", None) or "GPU")
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(f"{index} ", "bold")
+    t.append(f"{name.removeprefix('NVIDIA '):<{NAME_WIDTH}.{NAME_WIDTH}} ")
+    if getattr(g, "lost", False):
+        return t.append("lost (fell off the bus or driver reset)", "bold red")
+    used, total = getattr(g, "memory_used_bytes", None), getattr(g, "memory_total_bytes", None)
+    util = getattr(g, "utilization", None)
+    t.append(_num(getattr(g, "power_w", None), "{:4.0f} W") + "  ")
+    t.append(_num(used / 2**30 if used is not None else None, "{:5.1f}"))
+    t.append(_num(total / 2**30 if total is not None else None, "/{:.0f} GiB") + " ")
+    t.append_text(_meter(used / total if used is not None and total else None))
+    t.append("  " + _num(util * 100 if util is not None else None, "{:3.0f} %") + " ")
+    t.append_text(_meter(util))
+    t.append("  " + _num(getattr(g, "temperature_c", None), "{:.0f} °C"))
+    throttle = _throttle(getattr(g, "throttle", None))
+    if throttle:
+        t.append(f"  throttled: {throttle}", "bold orange1")
+    return t
+
+
+def _throttle(value: object) -> str:
+    """The sampler may report reasons as text, a collection of names, or just a flag."""
+    if not value:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(str(v) for v in value)
+    return "yes"
+
+
+def gpu_text(gpus: Sequence[object], no_gpu: str) -> Text:
+    if not gpus:
+        return Text.assemble(("GPU  ", "bold"), (no_gpu, "dim"), no_wrap=True, overflow="ellipsis")
+    return Text("\n", no_wrap=True, overflow="ellipsis").join(gpu_line(g) for g in gpus)
+
+
+class GpuPanel(TextPanel):
+    def show(self, gpus: Sequence[object], no_gpu: str) -> None:
+        self.set_class(not gpus, "-none")  # one borderless line instead of an empty box
+        text = gpu_text(gpus, no_gpu)
+        self.show_content(text, text)

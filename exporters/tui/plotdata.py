@@ -1,0 +1,149 @@
+"""What the charts draw, computed from a snapshot's bounded history: pure functions, no Textual.
+
+The history holds up to ~4096 points; a chart is at most a few hundred cells wide, so every series
+is bucketed down to about two points per cell before it reaches plotext. That keeps each redraw
+cheap and independent of the log's length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from monitor.state import EvalPoint, IterPoint
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    xs: tuple[float, ...] = ()
+    ys: tuple[float, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.xs)
+
+    def positive(self) -> Series:
+        """Only the points with y > 0: what a log-scale axis can show."""
+        keep = [i for i, y in enumerate(self.ys) if y > 0]
+        return Series(tuple(self.xs[i] for i in keep), tuple(self.ys[i] for i in keep))
+
+
+@dataclass(frozen=True, slots=True)
+class LossData:
+    train: Series  # the logged losses, bucketed
+    smooth: Series  # an exponential moving average of the same
+    val: Series  # one marker per eval
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedData:
+    steady: Series  # milliseconds per iteration of ordinary steps, bucketed
+    pauses: Series  # iterations that carried an eval, a checkpoint save or warm-up, clipped to `top`
+    top: float | None  # upper y limit, so one long eval does not flatten the steady line
+    level_ms: float | None  # the forecaster's steady-state level
+
+
+def current_path(points: Sequence[IterPoint]) -> list[IterPoint]:
+    """The points that led to the latest one: after a restart from an earlier iteration, the
+    abandoned stretch beyond the restart point is dropped so the x axis stays monotone."""
+    out: list[IterPoint] = []
+    floor = math.inf
+    for p in reversed(points):
+        if p.iter < floor:
+            out.append(p)
+            floor = p.iter
+    out.reverse()
+    return out
+
+
+def bucket(xs: Sequence[float], ys: Sequence[float], n: int) -> Series:
+    """At most `n` + 1 points: the first as it is (where the curve starts matters), then each bucket's
+    last x and mean y (steady lines keep their level)."""
+    if len(xs) <= n:
+        return Series(tuple(xs), tuple(ys))
+    size = len(xs) / n
+    bx: list[float] = [xs[0]]
+    by: list[float] = [ys[0]]
+    for i in range(n):
+        lo, hi = int(i * size), int((i + 1) * size)
+        if hi > lo:
+            bx.append(xs[hi - 1])
+            by.append(math.fsum(ys[lo:hi]) / (hi - lo))
+    return Series(tuple(bx), tuple(by))
+
+
+def ema(ys: Sequence[float], span: float) -> list[float]:
+    """Exponential moving average with the usual span ↔ alpha relation (alpha = 2 / (span + 1))."""
+    alpha = 2.0 / (max(1.0, span) + 1.0)
+    out: list[float] = []
+    acc: float | None = None
+    for y in ys:
+        acc = y if acc is None else acc + alpha * (y - acc)
+        out.append(acc)
+    return out
+
+
+def loss_data(history: Sequence[IterPoint], evals: Sequence[EvalPoint], width: int) -> LossData:
+    path = [p for p in current_path(history) if p.loss is not None and math.isfinite(p.loss)]
+    xs = [float(p.iter) for p in path]
+    ys = [p.loss for p in path if p.loss is not None]
+    n = max(8, 2 * width)
+    smooth = ema(ys, span=max(5.0, len(ys) / 25))
+    last_iter = path[-1].iter if path else math.inf
+    val = [(float(e.iter), e.val_loss) for e in evals
+           if e.val_loss is not None and math.isfinite(e.val_loss) and e.iter <= last_iter + 1]
+    # Evals of an abandoned stretch after a restart would sit beside the current path: keep the latest per iter.
+    by_iter = dict(val)
+    vx = sorted(by_iter)
+    return LossData(bucket(xs, ys, n), bucket(xs, smooth, n),
+                    Series(tuple(vx), tuple(by_iter[x] for x in vx)))
+
+
+def speed_data(history: Sequence[IterPoint], width: int, level_s: float | None) -> SpeedData:
+    steady_x: list[float] = []
+    steady_y: list[float] = []
+    pause_x: list[float] = []
+    pause_y: list[float] = []
+    prev: IterPoint | None = None
+    for p in current_path(history):
+        dt = p.dt_s
+        if dt is None and prev is not None and p.iter > prev.iter and p.segment == prev.segment:
+            dt = (p.t - prev.t) / (p.iter - prev.iter)  # timestamped logs without a printed duration
+        prev = p
+        if dt is None or not math.isfinite(dt) or dt < 0:
+            continue
+        (pause_x if p.overhead else steady_x).append(float(p.iter))
+        (pause_y if p.overhead else steady_y).append(dt * 1000.0)
+    top = _top(steady_y, pause_y)
+    if top is not None:
+        pause_y = [min(y, top) for y in pause_y]
+    return SpeedData(bucket(steady_x, steady_y, max(8, 2 * width)), Series(tuple(pause_x), tuple(pause_y)),
+                     top, level_s * 1000.0 if level_s else None)
+
+
+def _top(steady: list[float], pauses: list[float]) -> float | None:
+    """1.5 × the 98th percentile of steady steps: slowdowns show, a 30 s eval does not squash them."""
+    if not steady:
+        return max(pauses) * 1.05 if pauses else None
+    s = sorted(steady)
+    return s[min(len(s) - 1, int(0.98 * len(s)))] * 1.5
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """Round tick positions (1, 2, 5 × 10^k apart) so an iteration axis reads 0 100 200, not 0 112.5 225."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo] if math.isfinite(lo) else []
+    raw = (hi - lo) / max(1, n)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    step = max(step, 1.0)  # iterations are whole numbers
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) // step) + 1)]
+
+
+def tick_label(x: float) -> str:
+    """`0`, `750`, `12k`, `1.5M`: short enough for a 40-column chart."""
+    for div, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:g}{suffix}"
+    return f"{x:g}"

@@ -1,0 +1,40 @@
+"""One run on one screen: header, progress, the two charts, stats, GPUs and events."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+
+from exporters.tui.charts import LossChart, SpeedChart
+from exporters.tui.context import ViewContext
+from exporters.tui.events import EventsPanel
+from exporters.tui.gpu_panel import GpuPanel
+from exporters.tui.header import RunHeader
+from exporters.tui.progress import ProgressPanel
+from exporters.tui.stats import StatsPanel
+from monitor.snapshot import Snapshot
+
+
+class RunView(Vertical):
+    def compose(self) -> ComposeResult:
+        yield RunHeader()
+        yield ProgressPanel()
+        with Horizontal(classes="charts"):
+            yield LossChart()
+            yield SpeedChart()
+        yield GpuPanel("GPU")
+        with Horizontal(classes="panels"):
+            yield StatsPanel("stats")
+            yield EventsPanel("events")
+
+    def show(self, s: Snapshot, ctx: ViewContext) -> None:
+        self.query_one(RunHeader).show(s, ctx)
+        self.query_one(ProgressPanel).show(s, ctx)
+        self.query_one(LossChart).show(s)
+        self.query_one(SpeedChart).show(s)
+        self.query_one(StatsPanel).show(s)
+        self.query_one(GpuPanel).show(s.gpus, ctx.no_gpu)
+        self.query_one(EventsPanel).show(s)
+
+    def set_log_scale(self, on: bool) -> None:
+        self.query_one(LossChart).set_log_scale(on)
