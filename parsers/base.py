@@ -42,11 +42,16 @@ def to_float(text: str | None) -> float | None:
 
 
 def to_int(text: str | None) -> int | None:
-    """A printed whole number, thousands separators allowed (`21,400`); anything else is None."""
+    """A printed whole number, thousands separators allowed (`21,400`); anything else is None.
+
+    Over 18 digits is None too: no real count is that large, and the state converts counts to float."""
     if text is None:
         return None
+    digits = text.replace(",", "")
+    if len(digits.lstrip("+-")) > 18:
+        return None
     try:
-        return int(text.replace(",", ""))
+        return int(digits)
     except ValueError:
         return None
 

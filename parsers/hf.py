@@ -18,7 +18,7 @@ import ast
 import re
 
 from parsers.base import INT, NUM, Fatal, finite, to_float, to_int
-from parsers.events import ConfigValue, Eval, Event, Iteration, Notice, RunStart
+from parsers.events import Checkpoint, ConfigValue, Eval, Event, Iteration, Notice, RunStart
 
 # A bar with no description: the Trainer's (datasets and downloads prefix theirs: `Map: 12%|…`).
 _BAR = re.compile(
@@ -27,6 +27,7 @@ _BAR = re.compile(
 _RUNNING = "***** Running training *****"
 _BARE_FLOAT = re.compile(r"(:\s*)(-?(?:nan|inf))(?=\s*[,}])")  # str(dict) writes NaN as a bare `nan`
 _TOTAL_STEPS = re.compile(r"Total optimization steps = ([\d,]+)")
+_SAVING = re.compile(r"Saving model checkpoint to (.+)$")
 _TRAINABLE = re.compile(r"Number of trainable parameters = ([\d,]+)")
 
 
@@ -58,10 +59,10 @@ class HfParser:
     def _bar(self, m: re.Match[str]) -> list[Event]:
         n, total = int(m.group(1)), int(m.group(2))
         events: list[Event] = []
-        if n == 0 and (self._total is None or self._awaiting_bar):  # a training bar starts
+        if n == 0 and self._awaiting_bar:  # the bar of a new training run in the same log
             self._total, self._n, self._emitted, self._loss, self._awaiting_bar = total, 0, 0, None, False
             events += [RunStart("scratch", "transformers Trainer"), ConfigValue("max_iters", total, "banner")]
-        elif self._total is None:  # first seen part-way: a transcript that kept only the bar's last state
+        elif self._total is None:  # the first bar (possibly seen part-way, when a transcript kept its last state)
             self._total = total
             events.append(ConfigValue("max_iters", total, "banner"))
         if total != self._total or n <= self._emitted:
@@ -93,12 +94,14 @@ class HfParser:
         if _RUNNING in line:
             self._awaiting_bar = True
             return [RunStart("scratch", "transformers Trainer")]
-        m = _TOTAL_STEPS.search(line)
+        m = _SAVING.search(line)
         if m:
-            return [ConfigValue("max_iters", to_int(m.group(1)), "banner")]
-        m = _TRAINABLE.search(line)
-        if m:
-            return [ConfigValue("params", to_int(m.group(1)), "banner")]
+            return [Checkpoint(m.group(1))]
+        for pattern, key in ((_TOTAL_STEPS, "max_iters"), (_TRAINABLE, "params")):
+            m = pattern.search(line)
+            value = to_int(m.group(1)) if m else None
+            if value is not None:
+                return [ConfigValue(key, value, "banner")]
         return []
 
 

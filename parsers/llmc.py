@@ -17,9 +17,7 @@ from parsers.events import Checkpoint, ConfigValue, ErrorEvent, Eval, Event, Ite
 
 _STEP = re.compile(rf"^step\s+({INT})/({INT})\s*[|:]\s*(?:train )?loss\s+({NUM})")
 _STEP_C = re.compile(rf"^step ({INT}): train loss ({NUM}) \(took ({NUM}) ms\)")  # train_gpt2.c, 0-based
-_MS = re.compile(rf"({NUM}) ms\b")
-_MFU = re.compile(rf"({NUM})%[^|]*MFU")
-_TOKS = re.compile(rf"({NUM}) tok/s")
+_FIELD_SPLIT = re.compile(r"[|(),]")
 _VAL = re.compile(rf"^val loss ({NUM})")
 _MAINLOG = re.compile(rf"^s:({INT}) (trl|tel):({NUM})")
 _ROW = re.compile(r"^\| (.+?)\s*\| (.*?)\s*\|$")
@@ -93,8 +91,7 @@ class LlmcParser:
         m = _STEP.match(line)
         if m:
             self._step = int(m.group(1))
-            ms = finite(_search(_MS, line))
-            mfu = _search(_MFU, line)
+            ms, mfu, tokens = _fields(line[m.end():])
             return [Iteration(
                 iter=self._step,
                 loss=to_float(m.group(3)),
@@ -102,7 +99,7 @@ class LlmcParser:
                 # llm.c prints -100% when it has no peak for the GPU
                 mfu=mfu / 100.0 if mfu is not None and mfu >= 0 else None,
                 max_iters=int(m.group(2)),
-                tokens_per_s=finite(_search(_TOKS, line)),
+                tokens_per_s=tokens,
             )]
         m = _STEP_C.match(line)
         if m:
@@ -116,16 +113,16 @@ class LlmcParser:
         if not m:
             return []
         key, value = m.group(1), m.group(2)
-        if key == "Parameter":
-            self._table = {}
+        if key == "Parameter":  # a new process: `run_gpt2_124M.sh` loops, appending to the same file
+            self._table, self._step = {}, 0
             return [RunStart("scratch", "llm.c")]
         if key == "weight init method" and value == "intermediate checkpoint":
             return [RunStart("resume", "llm.c -y 1")]
         if key == "device":
             return [ConfigValue("gpu_name", value, "banner")]
         if key == "peak TFlops":
-            peak = to_float(value)
-            return [ConfigValue("gpu_peak_flops", peak * 1e12, "banner")] if peak and peak > 0 else []
+            peak = finite(to_float(value))  # -1: llm.c has no figure for this GPU
+            return [ConfigValue("gpu_peak_flops", peak * 1e12, "banner")] if peak and 0 < peak < 1e9 else []
         state_key = _TABLE_ROWS.get(key)
         number = to_int(value)
         if state_key is None or number is None:
@@ -187,9 +184,20 @@ class LlmcParser:
         return []
 
 
-def _search(pattern: re.Pattern[str], line: str) -> float | None:
-    m = pattern.search(line)
-    return to_float(m.group(1)) if m else None
+def _fields(rest: str) -> tuple[float | None, float | None, float | None]:
+    """(ms, MFU %, tok/s) from the fields after the loss, in any of the step line's historical layouts.
+
+    Split rather than searched: a search for a number before `ms` costs a scan per position."""
+    ms = mfu = tokens = None
+    for part in _FIELD_SPLIT.split(rest):
+        part = part.strip()
+        if part.endswith(" ms"):
+            ms = finite(to_float(part[:-3]))
+        elif part.endswith("MFU"):
+            mfu = finite(to_float(part.partition("%")[0]))
+        elif part.endswith(" tok/s"):
+            tokens = finite(to_float(part[:-6]))
+    return ms, mfu, tokens
 
 
 def _mainlog(m: re.Match[str]) -> Event:

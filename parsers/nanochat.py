@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable
 
 from parsers.base import INT, NUM, Fatal, finite, to_float, to_int
-from parsers.events import ConfigValue, Eval, Event, Iteration, Notice, RunStart
+from parsers.events import Checkpoint, ConfigValue, Eval, Event, Iteration, Notice, RunStart
 
 _STEP = re.compile(rf"^step ({INT})(?:/({INT}))? \(({NUM})%\) \| loss: ({NUM})")
 _SFT_OLD = re.compile(rf"^Step ({INT})/({INT}) \| Training loss: ({NUM})")
@@ -35,8 +35,12 @@ _TOTAL = re.compile(rf"\| total time: ({NUM})m")
 _ETA = re.compile(rf"\| eta: ({NUM})m")
 
 
-def _mib(text: str) -> float | None:
-    value = to_float(text)
+def _real(text: str) -> float | None:
+    return finite(to_float(text))
+
+
+def _mib(text: str) -> int | None:
+    value = _real(text)
     return round(value * 2**20) if value is not None else None
 
 
@@ -44,7 +48,7 @@ _CONFIG: tuple[tuple[re.Pattern[str], str, Callable[[str], object]], ...] = (  #
     (re.compile(r"^(?:Using user-provided|Calculated) number of iterations(?: from [^:]*)?: ([\d,]+)$"),
      "max_iters", to_int),
     (re.compile(r"^Total batch size ([\d,]+) => gradient accumulation steps"), "tokens_per_iter", to_int),
-    (re.compile(rf"^(?:- )?(?:Estimated|Number of) FLOPs per token: ({NUM})$"), "flops_per_token", to_float),
+    (re.compile(rf"^(?:- )?(?:Estimated|Number of) FLOPs per token: ({NUM})$"), "flops_per_token", _real),
     (re.compile(r"^(?:- )?Number of parameters: ([\d,]+)$"), "params", to_int),
     (re.compile(r"^total\s+: ([\d,]+)$"), "params", to_int),  # the `Parameter counts:` block
     (re.compile(r"^Vocab size: ([\d,]+)$"), "vocab_size", to_int),
@@ -52,6 +56,7 @@ _CONFIG: tuple[tuple[re.Pattern[str], str, Callable[[str], object]], ...] = (  #
     (re.compile(rf"^Peak memory usage: ({NUM})MiB"), "memory_peak_bytes", _mib),
 )
 _GPU = re.compile(rf"^GPU: (.+?) \| Peak FLOPS \(BF16\): ({NUM})")
+_SAVED = re.compile(r" - Saved model (?:file|parameters) to: (.+)$")  # nanochat.checkpoint_manager's log line
 _PHASE_END = re.compile(rf"^Total training time: ({NUM})m")
 # report.md: each training section ends its phase with its step count and last validation value
 _REPORT_STEPS = re.compile(r"^- (?:Calculated )?[Nn]umber of iterations: ([\d,]+)$")
@@ -78,7 +83,8 @@ class NanochatParser:
     def _progress(self, line: str) -> list[Event]:
         m = _STEP.match(line)
         if m:
-            return self._at(int(m.group(1)) + (1 if m.group(2) else 0), _step_line(m, line))
+            iteration = _step_line(m, line)
+            return self._at(iteration.iter, iteration)
         m = _VAL.match(line)
         if m:
             return self._at(int(m.group(1)), Eval(int(m.group(1)), None, to_float(m.group(2))))
@@ -106,10 +112,17 @@ class NanochatParser:
             if m:
                 value = convert(m.group(1))
                 return [ConfigValue(key, value, "banner")] if value is not None else []
+        if line.startswith("Resuming optimization from step "):
+            self._last = None  # the resumed counter is not a new phase
+            return [RunStart("resume", line.rsplit(" ", 1)[-1])]
+        m = _SAVED.search(line)
+        if m:
+            return [Checkpoint(m.group(1))]
         m = _GPU.match(line)
         if m:
-            return [ConfigValue("gpu_name", m.group(1), "banner"),
-                    ConfigValue("gpu_peak_flops", to_float(m.group(2)), "banner")]
+            events: list[Event] = [ConfigValue("gpu_name", m.group(1), "banner")]
+            peak = _real(m.group(2))  # `inf` for a GPU nanochat has no figure for
+            return events + [ConfigValue("gpu_peak_flops", peak, "banner")] if peak else events
         if _PHASE_END.match(line) and self._last is not None:
             # printed once the loop is over: the phase ran exactly the steps seen so far
             return [ConfigValue("max_iters", self._last, "banner"), Notice("info", line)]
@@ -127,8 +140,9 @@ def _step_line(m: re.Match[str], line: str) -> Iteration:
     step, total, pct = int(m.group(1)), m.group(2), to_float(m.group(3))
     it = step + 1 if total else step
     max_iters: int | None = int(total) if total else None
-    if not total and pct and pct > 0:  # the share of the data consumed estimates the phase's length
-        max_iters = math.ceil(step * 100.0 / pct)
+    estimate = step * 100.0 / pct if not total and pct and pct > 0 else math.nan
+    if math.isfinite(estimate):  # the share of the data consumed estimates the phase's length
+        max_iters = math.ceil(estimate)
     dt_ms = finite(_number(_DT, line))
     minutes = finite(_number(_TOTAL, line))
     eta = finite(_number(_ETA, line))
@@ -140,7 +154,7 @@ def _step_line(m: re.Match[str], line: str) -> Iteration:
         dt_s=dt_ms / 1000.0 if dt_ms is not None else None,
         mfu=mfu / 100.0 if mfu is not None else None,
         max_iters=max_iters,
-        tokens_per_s=to_float(tok.group(1)) if tok else None,
+        tokens_per_s=_real(tok.group(1)) if tok else None,
         train_time_s=minutes * 60.0 if minutes is not None else None,
         eta_s=eta * 60.0 if eta is not None else None,
     )
