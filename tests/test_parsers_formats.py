@@ -269,6 +269,23 @@ def test_llmc_step_line_fields() -> None:
         19560, 3.253402, dt_s=4.36824, mfu=0.309, max_iters=19560, tokens_per_s=122878.0)))]
 
 
+@pytest.mark.parametrize(("line", "step", "max_iters", "ms", "tok_s"), [
+    ("step    1/10 | train loss 10.974512 | norm 15.4239 | lr 1.00e-04 | (1234.56 ms | 13243 tok/s)",
+     1, 10, 1234.56, 13243.0),  # train_gpt2.py
+    ("step    2/74: train loss 4.367631 (80.639749 ms, 6350 tok/s)", 2, 74, 80.639749, 6350.0),  # 2024-04
+    ("step   10/74: train loss 4.350000 norm 1.2345 lr 3.00e-04 (120.54 ms, 4247 tok/s)", 10, 74, 120.54, 4247.0),
+    ("step   61/74 | train loss 3.256000 | norm 0.4521 | lr 6.00e-04 | 124.21 ms | 42.9% A100 fp16 MFU | 41226 tok/s",
+     61, 74, 124.21, 41226.0),  # 2024-05-25
+    ("step 1: train loss 4.677649 (took 1376.968000 ms)", 2, None, 1376.968, None),  # train_gpt2.c, 0-based
+], ids=["py", "apr-2024", "may-2024", "a100-fp16-mfu", "c-cpu"])
+def test_llmc_historical_step_lines(line: str, step: int, max_iters: int | None, ms: float,
+                                    tok_s: float | None) -> None:
+    (it,) = make_parser("llmc").parse(line)
+    assert isinstance(it, Iteration)
+    assert (it.iter, it.max_iters, it.tokens_per_s) == (step, max_iters, tok_s)
+    assert it.dt_s == pytest.approx(ms / 1000)
+
+
 def test_llmc_nvml_line_reports_power() -> None:
     events = make_parser("llmc").parse(
         "                  compute 99.0% | memory: 45.1% | fan: 30% | 1410 MHz / 1410 MHz | 243 W / 250 W | 61°C / 85°C"
