@@ -110,6 +110,9 @@ class NvmlSampler:
             nv = self._nvml = self._nvml or _import_pynvml()
             try:
                 nv.nvmlInit()
+            except nv.NVMLError as e:
+                raise NvmlUnavailable(init_reason(e)) from e
+            try:
                 devices = []
                 for i in range(nv.nvmlDeviceGetCount()):
                     h = nv.nvmlDeviceGetHandleByIndex(i)
@@ -117,6 +120,7 @@ class NvmlSampler:
                     name = self._get(("nvmlDeviceGetName",), h) or f"GPU {i}"
                     devices.append(_Device(i, h, str(uuid), str(name)))
             except (nv.NVMLError, _Lost) as e:
+                nv.nvmlShutdown()
                 raise NvmlUnavailable(init_reason(e)) from e
         except NvmlUnavailable as e:
             self._failure = self._status = str(e)

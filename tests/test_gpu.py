@@ -303,3 +303,12 @@ def test_peak_flops_by_nvml_name(name, tflops):
                                   "NVIDIA A2", "NVIDIA GeForce RTX 4090 D", ""])
 def test_unknown_cards_have_no_peak(name):
     assert peak_flops(name) is None
+
+
+def test_a_gpu_that_fails_while_listing_stops_nvml_again(patched, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: calls.append("shutdown"))
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByIndex",
+                        lambda i: (_ for _ in ()).throw(E(pynvml.NVML_ERROR_GPU_IS_LOST)))
+    s = make_sampler()
+    assert isinstance(s, NoGpu) and s.status() == "NVML unavailable: GPU is lost" and calls == ["shutdown"]
