@@ -269,25 +269,29 @@ class AlertPump:
     fired, and hands new alerts to the notifier and to the TUI's `toast`.
 
     Called in the writer thread, so it stays cheap: the rules are pure, the state file is written only
-    when what fired changes, delivery is a queue put. `backfilling` (the Monitor's) says whether the
-    snapshots still come from reading the file's existing content on attach: those pass quietly.
-    `toast` must not block (post a message to the UI thread).
+    when what fired changes, delivery is a queue put. What the files held before the daemon came is
+    history, evaluated quietly: the first publish, every publish while `busy()` (the Monitor's: a tail
+    has more to read right now, i.e. a backlog read in slices), and the one right after, which holds
+    the last slice. `toast` must not block (post a message to the UI thread).
     """
 
-    def __init__(self, notifier: Notifier | None, cfg: AlertConfig, *, backfilling: Callable[[], bool],
+    def __init__(self, notifier: Notifier | None, cfg: AlertConfig, *, busy: Callable[[], bool],
                  store: AlertStore | None = None, toast: Callable[[Alert], None] | None = None,
                  log: logging.Logger = _log) -> None:
         self.notifier = notifier
         self.cfg = cfg
-        self.backfilling = backfilling
+        self.busy = busy
         self.store = store or AlertStore()
         self.toast = toast
         self.log = log
         self.memory = AlertMemory()
+        self._backlog = True  # the next publish still holds what was read on attach
         self._lines: dict[str, int] = {}  # lines read per log at the last publish
         self._save_failed = False
 
     def on_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
+        busy = self.busy()
+        quiet, self._backlog = self._backlog or busy, busy
         if not snapshots:
             return
         memory = self.memory
@@ -300,7 +304,7 @@ class AlertPump:
             self._lines[s.log] = s.lines
         before = memory
         now = max(s.taken_at for s in snapshots)
-        memory, alerts = evaluate(before, snapshots, now, self.cfg, quiet=self.backfilling())
+        memory, alerts = evaluate(before, snapshots, now, self.cfg, quiet=quiet)
         for s in snapshots:
             durable = memory.run(s.log).durable()
             if durable != before.run(s.log).durable():

@@ -200,8 +200,8 @@ def _run(p: Path, upto: int, offset: float = 0.0) -> Snapshot:
     return snap(p, header(1000) + iterations(0, upto), offset)
 
 
-class Backfill:
-    """Stands in for Monitor.backfilling(): True while the test says the file is being read on attach."""
+class Busy:
+    """Stands in for Monitor.busy(): True while a tail still has part of a backlog to read."""
 
     def __init__(self) -> None:
         self.on = False
@@ -210,40 +210,48 @@ class Backfill:
         return self.on
 
 
-def test_pump_backfill_is_quiet_then_news_is_delivered(tmp_path: Path, sink: Sink, notifiers: list[Notifier]) -> None:
-    log, backfill = tmp_path / "run.log", Backfill()
+def test_pump_backlog_is_quiet_then_news_is_delivered(tmp_path: Path, sink: Sink, notifiers: list[Notifier]) -> None:
+    log, busy = tmp_path / "run.log", Busy()
     toasts: list[Alert] = []
-    pump = AlertPump(notifier(notifiers, [sink.url()]), CFG, backfilling=backfill,
-                     store=AlertStore(str(tmp_path / "state")), toast=toasts.append)
-    backfill.on = True
-    pump.on_snapshots((_run(log, 760, 0),))  # finishing soon already holds: history
-    backfill.on = False
-    pump.on_snapshots((_run(log, 800, 0),))
-    pump.on_snapshots((_run(log, 1000, 0),))
+    pump = AlertPump(notifier(notifiers, [sink.url()]), CFG, busy=busy, store=AlertStore(str(tmp_path / "state")),
+                     toast=toasts.append)
+    busy.on = True  # a big file read in slices: every publish until the one with its last slice is history
+    pump.on_snapshots((_run(log, 300, 100),))  # stalled
+    pump.on_snapshots((_run(log, 700),))
+    busy.on = False
+    pump.on_snapshots((_run(log, 760),))  # the last slice: finishing soon already holds
+    pump.on_snapshots((_run(log, 800),))
+    pump.on_snapshots((_run(log, 1000),))
     sink.wait(lambda posts: len(posts) >= 1)
     assert sink.titles() == ["run: finished"]
     assert [a.key for a in toasts] == ["finished"]
 
 
-def test_pump_restart_repeats_nothing(tmp_path: Path, notifiers: list[Notifier]) -> None:
+def test_pump_first_publish_is_history(tmp_path: Path) -> None:
+    toasts: list[Alert] = []
+    pump = AlertPump(None, CFG, busy=lambda: False, store=AlertStore(str(tmp_path / "state")), toast=toasts.append)
+    for upto in (1000, 1000):
+        pump.on_snapshots((_run(tmp_path / "run.log", upto),))
+    assert toasts == []
+
+
+def test_pump_restart_repeats_nothing(tmp_path: Path) -> None:
     """A restarted daemon whose first forecast is not yet within the lead time: only the saved state
     keeps "finishing soon" from going out a second time."""
-    log, backfill = tmp_path / "run.log", Backfill()
+    log = tmp_path / "run.log"
 
     def daemon(state: Path) -> list[str]:
         toasts: list[Alert] = []
-        pump = AlertPump(None, CFG, backfilling=backfill, store=AlertStore(str(state)), toast=toasts.append)
-        backfill.on = True
+        pump = AlertPump(None, CFG, busy=lambda: False, store=AlertStore(str(state)), toast=toasts.append)
         first = _run(log, 760)
         pump.on_snapshots((replace(first, forecast=replace(first.forecast, eta_s=300.0)),))
-        backfill.on = False
         pump.on_snapshots((_run(log, 770),))
         return [a.key for a in toasts]
 
     first_daemon: list[Alert] = []
-    pump = AlertPump(None, CFG, backfilling=backfill, store=AlertStore(str(tmp_path / "state")),
+    pump = AlertPump(None, CFG, busy=lambda: False, store=AlertStore(str(tmp_path / "state")),
                      toast=first_daemon.append)
-    pump.on_snapshots((_run(log, 700),))
+    pump.on_snapshots((_run(log, 600),))
     pump.on_snapshots((_run(log, 750),))
     assert [a.key for a in first_daemon] == ["finishing"]
     assert daemon(tmp_path / "state") == []
@@ -253,9 +261,8 @@ def test_pump_restart_repeats_nothing(tmp_path: Path, notifiers: list[Notifier])
 def test_pump_treats_a_rewritten_file_as_a_new_run(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     toasts: list[Alert] = []
-    pump = AlertPump(None, CFG, backfilling=lambda: False, store=AlertStore(str(tmp_path / "state")),
-                     toast=toasts.append)
-    for upto in (500, 1000, 100, 1000):  # 100: the file was truncated and a new run began
+    pump = AlertPump(None, CFG, busy=lambda: False, store=AlertStore(str(tmp_path / "state")), toast=toasts.append)
+    for upto in (400, 500, 1000, 100, 1000):  # 100: the file was truncated and a new run began
         pump.on_snapshots((_run(log, upto),))
     assert [a.key for a in toasts] == ["finished", "finished"]
 
@@ -265,10 +272,9 @@ def test_pump_keeps_going_when_the_state_cannot_be_saved(tmp_path: Path, caplog:
     blocker.write_text("")
     log = tmp_path / "run.log"
     toasts: list[Alert] = []
-    pump = AlertPump(None, CFG, backfilling=lambda: False, store=AlertStore(str(blocker / "state")),
-                     toast=toasts.append)
-    for upto in (760, 1000, 1000):
-        pump.on_snapshots((_run(log, upto, 200),))  # stalled, then finished
+    pump = AlertPump(None, CFG, busy=lambda: False, store=AlertStore(str(blocker / "state")), toast=toasts.append)
+    for upto, offset in ((400, 0), (760, 200), (1000, 0), (1000, 0)):  # stalled, then finished
+        pump.on_snapshots((_run(log, upto, offset),))
     assert [a.kind for a in toasts] == ["stalled", "finished"]
     assert sum("cannot save alert state" in r.getMessage() for r in caplog.records) == 1
 
