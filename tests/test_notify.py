@@ -215,7 +215,9 @@ def test_pump_backlog_is_quiet_then_news_is_delivered(tmp_path: Path, sink: Sink
     toasts: list[Alert] = []
     pump = AlertPump(notifier(notifiers, [sink.url()]), CFG, busy=busy, store=AlertStore(str(tmp_path / "state")),
                      toast=toasts.append)
-    busy.on = True  # a big file read in slices: every publish until the one with its last slice is history
+    pump.on_snapshots((_run(log, 200),))  # the first publish: history
+    pump.on_snapshots((_run(log, 250),))
+    busy.on = True  # a big backlog read in slices: every publish until the one with its last slice is history
     pump.on_snapshots((_run(log, 300, 100),))  # stalled
     pump.on_snapshots((_run(log, 700),))
     busy.on = False
