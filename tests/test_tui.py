@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 from tui_data import FIXED_NOW, corpus, from_log, gpus, head, simulated, synthetic, use_utc
 from tui_screen import screen_text, wait_for, widget_text
@@ -48,9 +49,16 @@ def app_for(*snaps: Snapshot, now: float = FIXED_NOW, **kw: object) -> Trainwatc
     return TrainwatchApp(lambda: snaps, clock=lambda: now, **kw)  # type: ignore[arg-type]
 
 
+async def ready(pilot: Pilot[int]) -> None:
+    """The first snapshot is on screen (under load, mounting can take a few frames)."""
+    app = pilot.app
+    await wait_for(pilot, lambda: bool(app.query(RunView)) and all(v.query(ProgressPanel) for v in app.query(RunView)))
+    await pilot.pause()
+
+
 async def shown(app: TrainwatchApp, widget_type: type, size: tuple[int, int] = (120, 40)) -> str:
     async with app.run_test(size=size) as pilot:
-        await pilot.pause()
+        await ready(pilot)
         return widget_text(app, app.query_one(widget_type))
 
 
@@ -72,7 +80,7 @@ async def test_header_names_run_state_gpu_and_freshness() -> None:
 async def test_no_gpu_is_said_in_header_and_gpu_line(gpu_status: str | None, expected: str) -> None:
     app = app_for(dataclasses.replace(synthetic(), gpus=()), gpu_status=gpu_status)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await ready(pilot)
         assert expected in widget_text(app, app.query_one(RunHeader))
         assert expected in widget_text(app, app.query_one(GpuPanel))
         assert app.query_one(GpuPanel).region.height == 1  # collapsed to one line
@@ -83,7 +91,7 @@ async def test_no_gpu_is_said_in_header_and_gpu_line(gpu_status: str | None, exp
 async def test_each_state_has_its_own_colour(state: str) -> None:
     app = app_for(synthetic(state=state))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await ready(pilot)
         header = app.query_one(RunHeader)
         segs = [s for s in header.render_lines(header.region.reset_offset)[0] if s.text == f" {state} "]
         assert segs, widget_text(app, header)
@@ -121,7 +129,7 @@ async def test_without_eta_the_reason_is_shown(tmp_path: Path) -> None:
 async def test_crash_shows_the_tracebacks_last_line(tmp_path: Path) -> None:
     app = app_for(from_log(corpus(OOM, tmp_path)))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await ready(pilot)
         assert " crashed " in widget_text(app, app.query_one(RunHeader))
         assert "crashed — OutOfMemoryError: CUDA out of memory" in widget_text(app, app.query_one(ProgressPanel))
         events = widget_text(app, app.query_one(EventsPanel))
@@ -141,7 +149,7 @@ async def test_loss_chart_train_smoothed_val_and_log_key(tmp_path: Path) -> None
     snap = from_log(corpus(SHAKESPEARE, tmp_path))
     app = app_for(snap)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await ready(pilot)
         chart = app.query_one(LossChart)
         data = chart._data
         assert data is not None
@@ -167,7 +175,7 @@ async def test_speed_chart_keeps_eval_pauses_apart_from_steady_steps(tmp_path: P
     snap = from_log(log)
     app = app_for(snap)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await ready(pilot)
         chart = app.query_one(SpeedChart)
         d = chart._data
         assert d is not None and d.top is not None
@@ -230,7 +238,7 @@ async def test_stats_unknowns_are_dashes_with_a_hint(tmp_path: Path) -> None:
 async def test_nan_loss_is_shown_in_red(tmp_path: Path) -> None:
     app = app_for(from_log(corpus(NAN, tmp_path)))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await ready(pilot)
         panel = app.query_one(StatsPanel)
         assert "train nan" in widget_text(app, panel)
         nan = [s for line in panel.render_lines(panel.region.reset_offset) for s in line if s.text == "nan"]
@@ -244,7 +252,7 @@ async def test_gpu_panel_one_line_per_gpu() -> None:
     unknown = dataclasses.replace(gpus()[0], index=3, power_w=None, temperature_c=None, utilization=None)
     app = app_for(dataclasses.replace(synthetic(), gpus=(*gpus(), lost, unknown)))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await ready(pilot)
         lines = widget_text(app, app.query_one(GpuPanel)).splitlines()[1:-1]  # inside the border
         assert len(lines) == 4
         assert "391 W" in lines[0] and "61.3/80 GiB" in lines[0] and "97 %" in lines[0] and "67 °C" in lines[0]
@@ -326,8 +334,7 @@ async def test_waiting_screen_until_the_first_snapshot() -> None:
     current: list[tuple[Snapshot, ...]] = [()]
     app = TrainwatchApp(lambda: current[0], clock=lambda: FIXED_NOW)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
-        assert "waiting for the log" in screen_text(app)
+        await wait_for(pilot, lambda: "waiting for the log" in screen_text(app))
         current[0] = (synthetic(),)
         await wait_for(pilot, lambda: bool(app.query(RunView)) and "8,350 / 20,000" in screen_text(app))
 
@@ -336,6 +343,7 @@ async def test_waiting_screen_until_the_first_snapshot() -> None:
 async def test_q_quits_with_exit_code_0() -> None:
     app = app_for(synthetic())
     async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 0
@@ -345,6 +353,7 @@ async def test_q_quits_with_exit_code_0() -> None:
 async def test_question_mark_opens_and_closes_help() -> None:
     app = app_for(synthetic())
     async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen) and "log / linear scale" in screen_text(app))
         assert "follow on/off" in screen_text(app)
@@ -362,7 +371,7 @@ async def test_several_runs_tabs_overview_and_keys(tmp_path: Path) -> None:
              from_log(corpus(NAN, tmp_path), run="gamma"))
     app = app_for(*snaps)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await ready(pilot)
         tabs = app.query_one(TabbedContent)
         assert tabs.active == "overview"
         table = app.query_one(Overview)
@@ -390,6 +399,7 @@ async def test_several_runs_tabs_overview_and_keys(tmp_path: Path) -> None:
 async def test_one_run_has_no_tabs_and_tab_keys_do_nothing() -> None:
     app = app_for(synthetic())
     async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
         await pilot.press("2", "tab", "0")
         await pilot.pause()
         assert not app.query(TabbedContent) and len(app.query(RunView)) == 1
@@ -419,7 +429,7 @@ async def test_alert_toast_from_another_thread() -> None:
 async def test_one_screen_at_each_size(size: tuple[int, int], hidden: set[str]) -> None:
     app = app_for(synthetic())
     async with app.run_test(size=size) as pilot:
-        await pilot.pause()
+        await ready(pilot)
         width, height = size
         for cls in (RunHeader, ProgressPanel, LossChart, SpeedChart, GpuPanel, StatsPanel, EventsPanel):
             w = app.query_one(cls)
@@ -442,7 +452,7 @@ async def test_the_room_at_200x60_goes_to_the_charts() -> None:
     for size in ((120, 40), (200, 60)):
         app = app_for(synthetic())
         async with app.run_test(size=size) as pilot:
-            await pilot.pause()
+            await ready(pilot)
             heights[size] = app.query_one(LossChart).region.height
     assert heights[(200, 60)] >= heights[(120, 40)] + 10
 
