@@ -227,8 +227,10 @@ def _slowdown(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterat
 
 
 def _finishing(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
-    fc = s.forecast
-    if s.state not in LIVE or fc.eta_s is None or fc.finish_at is None or fc.eta_s > cfg.notify_before_s:
+    """Fires on the first log line whose forecast is within the lead time (so within one log interval
+    of it): the time left from the last line, not the countdown, which a hang would also run down."""
+    fc, left = s.forecast, _left_on_run_clock(s)
+    if s.state not in LIVE or fc.finish_at is None or left is None or left > cfg.notify_before_s:
         return
     yield _Finding("finishing", "finishing", f"{s.run}: finishing at {clock(fc.finish_at, now)}",
                    f"Expected to finish at {_when(s, now)}.{_progress(s)}", "info")
@@ -272,17 +274,21 @@ def _slow(s: Snapshot, cfg: AlertConfig) -> float | None:
     return ratio if ratio < cfg.slowdown_ratio else None
 
 
-def _finish_on_run_clock(s: Snapshot) -> float | None:
-    """Where the run's own clock (elapsed training time) will stand at the finish, from the last line.
-
-    It depends on the log alone: steady between lines, unlike "now + ETA" (which counts the silence
-    since the last line), and meaningful for a replayed or accelerated log, where "now + ETA" mixes
-    the wall clock with the log's clock. The sum is the forecaster's model (monitor/forecast.py).
-    """
+def _left_on_run_clock(s: Snapshot) -> float | None:
+    """Training time left after the last line: the forecaster's model (monitor/forecast.py) without
+    its countdown of the silence since then. It depends on the log alone, so it is steady between
+    lines and meaningful for a replayed or accelerated log, where "now + ETA" would mix the wall
+    clock with the log's clock."""
     fc = s.forecast
-    if s.elapsed_s is None or fc.iter_s is None or s.iter is None or s.max_iters is None:
+    if fc.iter_s is None or s.iter is None or s.max_iters is None:
         return None
-    return s.elapsed_s + max(0, s.max_iters - s.iter) * fc.iter_s + (fc.evals_left or 0) * (fc.eval_overhead_s or 0.0)
+    return max(0, s.max_iters - s.iter) * fc.iter_s + (fc.evals_left or 0) * (fc.eval_overhead_s or 0.0)
+
+
+def _finish_on_run_clock(s: Snapshot) -> float | None:
+    """Where the run's own clock (elapsed training time) will stand at the finish."""
+    left = _left_on_run_clock(s)
+    return s.elapsed_s + left if s.elapsed_s is not None and left is not None else None
 
 
 def _at_iter(s: Snapshot) -> str:

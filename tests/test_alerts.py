@@ -68,6 +68,8 @@ SCENARIOS: dict[str, tuple[Callable[[Path], list[Snapshot]], list[list[str]]]] =
         [[], [], ["finishing"], [], ["finished"], []]),
     "silence-between-lines-does-not-move-the-finish": (lambda p: [snap(p, run_to(750), off) for off in (0, 20, 50)],
                                                         [["finishing"], [], []]),
+    "a-hang-does-not-count-down-to-finishing-soon": (lambda p: [snap(p, run_to(700), off) for off in (0, 10, 100)],
+                                                     [[], [], ["stalled#1"]]),
     "nan-once": (lambda p: [
         snap(p, run_to(200, loss=_nan_from_300)), snap(p, run_to(310, loss=_nan_from_300)),
         snap(p, run_to(400, loss=_nan_from_300))],

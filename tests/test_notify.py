@@ -246,7 +246,7 @@ def test_pump_restart_repeats_nothing(tmp_path: Path) -> None:
         toasts: list[Alert] = []
         pump = AlertPump(None, CFG, busy=lambda: False, store=AlertStore(str(state)), toast=toasts.append)
         first = _run(log, 760)
-        pump.on_snapshots((replace(first, forecast=replace(first.forecast, eta_s=300.0)),))
+        pump.on_snapshots((replace(first, forecast=replace(first.forecast, iter_s=1.0)),))  # 4 min left
         pump.on_snapshots((_run(log, 770),))
         return [a.key for a in toasts]
 
