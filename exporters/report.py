@@ -35,7 +35,8 @@ def to_dict(s: Snapshot) -> dict[str, Any]:
                  "last_progress_at": s.last_progress_at},
         "energy": {"joules": s.energy.joules, "forecast_joules": s.energy_forecast_j, "source": s.energy.source,
                    "estimated_joules": s.energy.estimated_joules, "cost": s.cost},
-        "gpu": {"memory_peak_bytes": _peak_memory(s), "count": len(s.gpus) or None},
+        "gpu": {"memory_peak_bytes": s.gpu_memory_peak_bytes, "count": len(s.gpus) or None,
+                "names": [g.name for g in s.gpus], "selection": s.gpu_selection},
         "error": {"type": s.error_type, "message": s.error_message},
         "settings": {k: {"value": v.value, "source": v.source} for k, v in s.settings.items()},
         "lines": s.lines,
@@ -52,12 +53,6 @@ def _num(v: float | None) -> float | str | None:
     if v is not None and not math.isfinite(v):
         return str(v)
     return v
-
-
-def _peak_memory(s: Snapshot) -> int | None:
-    peaks = [getattr(g, "memory_peak_bytes", None) for g in s.gpus]
-    known = [p for p in peaks if p is not None]
-    return max(known) if known else None
 
 
 def to_text(s: Snapshot) -> str:

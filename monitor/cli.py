@@ -17,7 +17,9 @@ from monitor.compute import dataset_tokens_from_bin
 from monitor.errors import TrainwatchError
 from monitor.load import load
 from monitor.run import Monitor, RunSpec
+from monitor.telemetry import Telemetry
 from monitor.units import parse_duration
+from parsers.detect import PARSERS
 
 log = logging.getLogger("trainwatch")
 
@@ -31,7 +33,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-interval", type=int, help="iterations between evals")
     g.add_argument("--dataset-tokens", type=float, help="tokens in the training set, for epochs")
     g.add_argument("--data-dir", help="nanoGPT data directory holding train.bin (uint16 tokens: size/2)")
-    g.add_argument("--format", help="log format (default: detected)")
+    g.add_argument("--format", choices=[*PARSERS, "auto"],
+                   help="log format: nanogpt, llmc, modded, nanochat, hf, auto (default: detected)")
     g.add_argument("--run-name", help="run label (default: the log's file name without extension)")
     g.add_argument("--power-watts", type=float, help="GPU power to assume when NVML is absent")
     g.add_argument("--price-per-kwh", type=float, help="electricity price, for cost")
@@ -44,6 +47,9 @@ def _following(p: argparse.ArgumentParser) -> None:
                    help="how often files are re-read when no file event comes (default 1s)")
     g.add_argument("--no-gpu", action="store_true", help="do not read NVML")
     g.add_argument("--gpu", type=_int_list, help="GPU indexes of the run (default: found from its process)")
+    g.add_argument("--gpu-interval", type=parse_duration, default=1.0, metavar="DURATION",
+                   help="how often GPUs are sampled (default 1s)")
+    g.add_argument("--peak-flops", type=float, help="the GPU's dense bf16 peak FLOP/s, for MFU (default: from its name)")
     n = p.add_argument_group("notifications")
     n.add_argument("--notify", action="append", default=[], metavar="URL",
                    help="apprise URL (ntfy://topic, slack://…, json://host:port/path…); repeatable")
@@ -91,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--speed", type=float, default=5.0, help="how much faster than real time (default 5)")
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--max-iters", type=int, default=20000, help="length of the simulated run (default 20000)")
+    sub.add_parser("check", help="the environment: NVML, file watcher, package names")
     b = sub.add_parser("backtest", help="replay a finished log and compare forecasts with what happened")
     b.add_argument("log")
     b.add_argument("--json", action="store_true", help="print trainwatch.backtest/1 JSON")
@@ -155,9 +162,21 @@ def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor) -> ob
     return server
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def new_monitor(args: argparse.Namespace) -> tuple[Monitor, Telemetry]:
+    """The writer loop for `args.logs`, with GPU telemetry unless --no-gpu."""
+    from monitor.gpu import BackgroundSampler, make_sampler
+
+    sampler = None if args.no_gpu else BackgroundSampler(make_sampler(), args.gpu_interval)
+    telemetry = Telemetry(sampler, fallback_gpus=args.gpu, peak_override=args.peak_flops)
     monitor = Monitor(run_specs(args), poll_interval=args.poll_interval, force_poll=args.poll)
-    log.info("following %d log(s) with %s", len(monitor.followers), monitor.waker.mode)
+    monitor.extras = telemetry
+    log.info("following %d log(s) with %s; GPUs: %s", len(monitor.followers), monitor.waker.mode,
+             telemetry.status())
+    return monitor, telemetry
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    monitor, telemetry = new_monitor(args)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -167,41 +186,72 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         monitor.stop()
+        telemetry.close()
         server.shutdown()  # type: ignore[attr-defined]
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporters.tui.app import run_tui
+    from monitor.gpu import BackgroundSampler
+    from monitor.simgpu import SimulatedGpu
 
     cfg = simulate.SimConfig(preset="shakespeare-char", seed=args.seed, max_iters=args.max_iters)
     with tempfile.TemporaryDirectory(prefix="trainwatch-demo-") as tmp:
         path = os.path.join(tmp, "shakespeare-char.log")
         writer = simulate.start(cfg, path, speed=args.speed)
-        spec = RunSpec(path, "shakespeare-char (simulated)", power_watts=DEMO_WATTS, price_per_kwh=DEMO_PRICE)
+        spec = RunSpec(path, "shakespeare-char (simulated)", price_per_kwh=DEMO_PRICE)
         monitor = Monitor([spec], poll_interval=0.25)
+        telemetry = Telemetry(BackgroundSampler(SimulatedGpu(args.seed)), rescan_s=1.0)
+        monitor.extras = telemetry
         monitor.start()
         try:
-            return run_tui(monitor.snapshots, title="trainwatch demo — a simulated run")
+            return run_tui(monitor.snapshots, title="trainwatch demo — a simulated run on a simulated GPU",
+                           gpu_status=telemetry.status())
         finally:
             monitor.stop()
+            telemetry.close()
             writer.stop()
 
 
-DEMO_WATTS, DEMO_PRICE = 300.0, 0.30
-"""The demo's energy is an estimate from a stated power, as a user without NVML would get it."""
+DEMO_PRICE = 0.30  # per kWh, to show the cost line
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The environment, one fact a line: NVML, the file watcher, package ownership."""
+    import importlib.metadata
+
+    from monitor.gpu import check_lines
+    from monitor.wake import make_waker
+
+    lines = [f"trainwatch {importlib.metadata.version('trainwatch')}, Python {sys.version.split()[0]}"]
+    lines += check_lines()
+    waker = make_waker([], force_poll=False)
+    lines.append(f"file watcher: {waker.mode}" + ("" if waker.mode == "inotify" else
+                                                   " (no inotify: changes are found by polling)"))
+    waker.close()
+    owners = importlib.metadata.packages_distributions()
+    ok = True
+    for name in ("monitor", "parsers", "exporters"):
+        others = [d for d in owners.get(name, []) if d != "trainwatch"]
+        ok &= not others
+        lines.append(f"package {name}: " + (f"ALSO provided by {', '.join(others)} — install trainwatch in its own "
+                                            "venv (pipx install .)" if others else "trainwatch's alone"))
+    print("\n".join(lines))
+    return 0 if ok else 2
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from exporters.tui.app import run_tui
 
-    monitor = Monitor(run_specs(args), poll_interval=args.poll_interval, force_poll=args.poll)
+    monitor, telemetry = new_monitor(args)
     server = start_metrics(args, args.metrics, monitor) if args.metrics else None
     monitor.start()
     try:
-        return run_tui(monitor.snapshots)
+        return run_tui(monitor.snapshots, gpu_status=telemetry.status())
     finally:
         monitor.stop()
+        telemetry.close()
         if server is not None:
             server.shutdown()  # type: ignore[attr-defined]
 
@@ -244,7 +294,7 @@ def _chain(first: list[str], rest: Iterator[tuple[bytes, list[str]]]) -> Iterato
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": cmd_report, "backtest": cmd_backtest, "serve": cmd_serve, "watch": cmd_watch,
-    "simulate": simulate.run, "demo": cmd_demo,
+    "simulate": simulate.run, "demo": cmd_demo, "check": cmd_check,
 }
 
 

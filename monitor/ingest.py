@@ -37,6 +37,9 @@ class Ingest:
                 self.state.use_timestamps()
         for raw in lines:
             self.feed(raw, arrival)
+        if self.state.format != self.parser.name:  # an AutoParser switched format
+            self.state.format = self.parser.name
+            self.state.defaults = dict(getattr(self.parser, "defaults", {}))
 
     def feed(self, raw: str, arrival: float | None) -> None:
         self.lines += 1

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from monitor import snapshot
 from monitor.ingest import Ingest
 from monitor.load import new_ingest
-from monitor.snapshot import Energy, Snapshot
-from monitor.state import Note
+from monitor.snapshot import Snapshot
+from monitor.energy import from_power_flag
+from monitor.state import Note, RunState
 from monitor.tail import FileTail, TailRead
 from monitor.wake import Waker, make_waker
 
@@ -107,24 +108,17 @@ class Follower:
         self.buffered = False
         self.backfilling = True
 
-    def snapshot(self, now: float, *, energy: Energy | None = None, gpus: tuple[object, ...] = (),
-                 gpu_peak_flops: float | None = None) -> Snapshot:
+    def snapshot(self, now: float, **telemetry: object) -> Snapshot:
+        """`telemetry`: energy, gpus, gpu_peak_flops… from the Monitor's extras hook (monitor.telemetry)."""
         spec = self.spec
         if self.ingest is None:
-            from monitor.state import RunState
-            state = RunState(format=spec.format or "unknown")
-            lines = errors = 0
+            state, lines, errors = RunState(format=spec.format or "unknown"), 0, 0
         else:
             state, lines, errors = self.ingest.state, self.ingest.lines, self.ingest.parse_errors
-        snap = snapshot.build(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
-                              energy=energy, gpus=gpus, gpu_peak_flops=gpu_peak_flops,
-                              price_per_kwh=spec.price_per_kwh, labels=spec.labels)
-        if energy is None and spec.power_watts is not None:
-            from monitor.energy import from_power_flag
-            snap = snapshot.build(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
-                                  energy=from_power_flag(spec.power_watts, snap.elapsed_s), gpus=gpus,
-                                  gpu_peak_flops=gpu_peak_flops, price_per_kwh=spec.price_per_kwh, labels=spec.labels)
-        return snap
+        if "energy" not in telemetry and spec.power_watts is not None:
+            telemetry["energy"] = from_power_flag(spec.power_watts, state.clock_s if state.last else None)
+        return snapshot.build(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
+                              price_per_kwh=spec.price_per_kwh, labels=spec.labels, **telemetry)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.tail.close()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from monitor import compute
 from monitor.forecast import Forecast, forecast, max_iters_known
+from monitor.gpu import GpuSample
 from monitor.state import EvalPoint, IterPoint, Note, RunState, Setting
 
 
@@ -59,7 +60,9 @@ class Snapshot:
     history: tuple[IterPoint, ...] = ()
     evals: tuple[EvalPoint, ...] = ()
     notes: tuple[Note, ...] = ()
-    gpus: tuple[object, ...] = ()  # GpuSample of the run's GPUs (monitor.gpu)
+    gpus: tuple[GpuSample, ...] = ()  # readings of the run's GPUs
+    gpu_memory_peak_bytes: int | None = None  # of the run's processes (or its GPUs when NVML lists none)
+    gpu_selection: str | None = None  # how the run's GPUs were chosen, in words
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -81,7 +84,8 @@ SHOWN_SETTINGS = ("max_iters", "log_interval", "eval_interval", "eval_iters", "b
 
 
 def build(state: RunState, *, run: str, log: str, now: float, lines: int = 0, parse_errors: int = 0,
-          energy: Energy | None = None, gpus: tuple[object, ...] = (), gpu_peak_flops: float | None = None,
+          energy: Energy | None = None, gpus: tuple[GpuSample, ...] = (), gpu_peak_flops: float | None = None,
+          gpu_memory_peak_bytes: int | None = None, gpu_selection: str | None = None,
           price_per_kwh: float | None = None, labels: dict[str, str] | None = None,
           history: bool = True) -> Snapshot:
     """Pure: the snapshot of `state` at `now` (energy and GPU readings come from the caller)."""
@@ -92,11 +96,14 @@ def build(state: RunState, *, run: str, log: str, now: float, lines: int = 0, pa
     tpi = compute.tokens_per_iter(state)
     fpt = compute.run_flops_per_token(state)
     iter_ = last.iter if last else None
-    seen = (iter_ + 1) * tpi if iter_ is not None and tpi else None
-    total = (max_iters + 1) * tpi if max_iters is not None and tpi else None
+    done = compute.steps(iter_, state.format) if iter_ is not None else None
+    planned = compute.steps(max_iters, state.format) if max_iters is not None else None
+    seen = done * tpi if done is not None and tpi else None
+    total = planned * tpi if planned is not None and tpi else None
     done_flops = seen * fpt if seen and fpt else None
     total_flops = total * fpt if total and fpt else None
     mfu = None
+    gpu_peak_flops = gpu_peak_flops or state.number("gpu_peak_flops")  # nanochat prints its GPU's peak
     if gpu_peak_flops and fc.tokens_per_s and fpt:
         n_gpus = max(1, len(gpus))
         mfu = fc.tokens_per_s * fpt / (gpu_peak_flops * n_gpus)
@@ -119,7 +126,7 @@ def build(state: RunState, *, run: str, log: str, now: float, lines: int = 0, pa
     return Snapshot(
         run=run, log=log, format=state.format, taken_at=now, state=status,
         iter=iter_, max_iters=max_iters, max_iters_source=ms.source if ms and max_iters is not None else None,
-        fraction=min(1.0, (iter_ + 1) / (max_iters + 1)) if iter_ is not None and max_iters is not None else None,
+        fraction=min(1.0, done / planned) if done is not None and planned else None,
         train_loss=last.loss if last else None,
         val_loss=state.last_eval.val_loss if state.last_eval else None,
         best_val=state.best_val,
@@ -138,7 +145,8 @@ def build(state: RunState, *, run: str, log: str, now: float, lines: int = 0, pa
         history=tuple(state.iters.points) if history else (),
         evals=tuple(state.evals.points) if history else (),
         notes=tuple(state.notes),
-        gpus=gpus, labels=dict(labels or {}),
+        gpus=gpus, gpu_memory_peak_bytes=gpu_memory_peak_bytes, gpu_selection=gpu_selection,
+        labels=dict(labels or {}),
     )
 
 

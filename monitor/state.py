@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from monitor.history import Series
 from parsers.events import Checkpoint, ConfigValue, ErrorEvent, Eval, Event, Iteration, Notice, RunStart
@@ -192,7 +192,11 @@ class RunState:
         same_segment = prev is not None and prev.segment == seg.index and seg.first_iter is not None
         gap = event.iter - prev.iter if same_segment and prev is not None else 1
         if gap <= 0:
-            return  # a duplicate line (DDP ranks, a re-read) adds nothing
+            if gap == 0 and prev is not None and event.loss is not None and event.loss != prev.loss:
+                # the same step again with its loss (HF prints the bar, then the loss dict)
+                self.last = replace(prev, loss=event.loss)
+                self.iters.points[-1] = self.last
+            return  # otherwise a duplicate line (DDP ranks, a re-read) adds nothing
         overhead = self._is_overhead(event, first_in_segment=not same_segment)
         typical = self.typical_dt()
         dt = event.dt_s

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from parsers.base import NUM, Fatal, finite, to_float
+from parsers.base import INT, NUM, Fatal, finite, to_float
 from parsers.events import Checkpoint, ConfigValue, Eval, Event, Iteration, Notice, RunStart
 from parsers.pyconfig import override_value, parse_assignment
 
@@ -29,18 +29,18 @@ DEFAULTS: dict[str, object] = {
 }
 
 _ITER = re.compile(
-    rf"iter (\d+): loss ({NUM})(?: [A-Za-z]+)?, time ({NUM})ms(?:, mfu ({NUM})%)?"
+    rf"iter ({INT}): loss ({NUM})(?: [A-Za-z]+)?, time ({NUM})ms(?:, mfu ({NUM})%)?"
 )
 _EVAL = re.compile(
-    rf"^step (\d+)(?:, tokens [\d,]+)?: train loss ({NUM})(?: [A-Za-z]+)?, val loss ({NUM})"
+    rf"^step ({INT})(?:, tokens [\d,]+)?: train loss ({NUM})(?: [A-Za-z]+)?, val loss ({NUM})"
 )
-_TOKENS = re.compile(r"(?:tokens per iteration will be|total number of tokens per iteration):? (\d[\d,]*)")
+_TOKENS = re.compile(r"(?:tokens per iteration will be|total number of tokens per iteration):? (\d[\d,]{0,24})")
 _PARAMS = re.compile(r"^number of parameters: ([\d.]+)M")
 _CKPT = re.compile(r"^saving checkpoint (?:to|->) (.+)$")
 _CONFIG_FILE = re.compile(r"^Overriding config with (.+):$")
 _OVERRIDE = re.compile(r"^Overriding: (\w+) = (.*)$")
-_VOCAB = re.compile(r"^found vocab_size = (\d+)")
-_DECAYED = re.compile(r"^num (decayed|non-decayed) parameter tensors: \d+, with (\d[\d,]*) parameters")
+_VOCAB = re.compile(rf"^found vocab_size = ({INT})")
+_DECAYED = re.compile(r"^num (decayed|non-decayed) parameter tensors: \d+, with (\d[\d,]{0,24}) parameters")
 _FUSED = re.compile(r"^using fused AdamW: (True|False)")
 
 

@@ -222,8 +222,7 @@ def test_report_reads_the_log(rel: str) -> None:
     assert (doc["format"], doc["state"]) == (expect.format, expect.state)
     assert doc["parse_errors"] == 0
     assert snap.iter == want.step
-    if want.step is not None and expect.format != "hf":
-        # HF logs its loss after the bar reached that step; the state keeps the first loss per step
+    if want.step is not None:  # HF logs its loss after the bar reached that step: the state takes it then
         assert same(snap.train_loss, want.loss)
     if expect.state == "finished":
         assert snap.iter == snap.max_iters and snap.fraction == 1.0
