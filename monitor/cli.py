@@ -49,7 +49,8 @@ def _following(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu", type=_int_list, help="GPU indexes of the run (default: found from its process)")
     g.add_argument("--gpu-interval", type=parse_duration, default=1.0, metavar="DURATION",
                    help="how often GPUs are sampled (default 1s)")
-    g.add_argument("--peak-flops", type=float, help="the GPU's dense bf16 peak FLOP/s, for MFU (default: from its name)")
+    g.add_argument("--peak-flops", type=float,
+                   help="the GPU's dense bf16 peak FLOP/s, for MFU (default: from its name)")
     n = p.add_argument_group("notifications")
     n.add_argument("--notify", action="append", default=[], metavar="URL",
                    help="apprise URL (ntfy://topic, slack://…, json://host:port/path…); repeatable")
@@ -149,7 +150,8 @@ def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor) -> ob
     auth = None
     if args.basic_auth_file:
         try:
-            user, _, password = open(args.basic_auth_file).read().strip().partition(":")
+            with open(args.basic_auth_file) as fh:
+                user, _, password = fh.read().strip().partition(":")
         except OSError as e:
             raise TrainwatchError(f"--basic-auth-file: {e.strerror}") from None
         if not user or not password:

@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from monitor import snapshot
+from monitor.energy import from_power_flag
 from monitor.ingest import Ingest
 from monitor.load import new_ingest
 from monitor.snapshot import Snapshot
-from monitor.energy import from_power_flag
 from monitor.state import Note, RunState
 from monitor.tail import FileTail, TailRead
 from monitor.wake import Waker, make_waker
@@ -171,7 +171,7 @@ class Monitor:
         snaps = []
         for f in self.followers:
             kw = self.extras(f, now) if self.extras else {}
-            snaps.append(f.snapshot(now, **kw))  # type: ignore[arg-type]
+            snaps.append(f.snapshot(now, **kw))
         self._snapshots = tuple(snaps)
         self._published_at = now
         for listener in self._listeners:
