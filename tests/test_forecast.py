@@ -120,3 +120,22 @@ def test_finished_run_has_zero_eta() -> None:
                           (5000, 5000, 250, 0), (10, 100, None, 0)])
 def test_evals_left(current: int, max_iters: int, interval: int | None, left: int) -> None:
     assert evals_left(current, max_iters, interval) == left
+
+
+def _live(state_factor: float, arrival_factor: float) -> float:
+    """The forecast's iteration time when lines arrived live `arrival_factor` slower than printed."""
+    from dataclasses import replace
+
+    state = run(upto=3000)
+    pts = state.iters.points
+    base = pts[0].t
+    state.iters.points = [replace(p, wall=1000.0 + (p.t - base) * arrival_factor) for p in pts]
+    fc = forecast(state, now=state.iters.points[-1].wall or 0.0)
+    assert fc.iter_s is not None
+    return fc.iter_s / (0.1 * state_factor)
+
+
+@pytest.mark.parametrize(("arrival", "expected"), [(1.05, 1.05), (1.0, 1.0), (5.0, 1.0), (0.2, 1.0)],
+                         ids=["sync-lands-in-unprinted-step", "exact", "slowed-replay", "accelerated-replay"])
+def test_live_arrivals_correct_printed_times_unless_the_clock_is_not_real(arrival: float, expected: float) -> None:
+    assert _live(1.0, arrival) == pytest.approx(expected, rel=0.01)
