@@ -23,15 +23,32 @@ PAUSE = (255, 90, 90)
 LEVEL = (200, 200, 200)
 
 
-LEGEND_MIN_HEIGHT = 12  # below this the legend would cover most of the plot
+XLABEL_MIN_HEIGHT = 12  # below this the axis label's row is worth more as plot
 
 
 def _width(widget: PlotextPlot) -> int:
     return widget.size.width or 100  # before the first layout
 
 
-def _label(widget: PlotextPlot, text: str) -> str | None:
-    return text if widget.size.height >= LEGEND_MIN_HEIGHT else None
+def _rgb(c: tuple[int, int, int]) -> str:
+    return f"rgb({c[0]},{c[1]},{c[2]})"
+
+
+def loss_legend(log_scale: bool) -> Text:
+    """The chart's title line doubles as its legend: plotext's own legend sits on the curve's start."""
+    return Text.assemble(("loss", "bold"), " (log scale)" if log_scale else "", "   ",
+                         ("⣿ train", _rgb(TRAIN_RAW)), "  ", ("⣿ smoothed", _rgb(TRAIN_SMOOTH)), "  ",
+                         ("◆ val", _rgb(VAL)), " ")
+
+
+def speed_legend(unit: str, level_ms: float | None, tokens_per_s: float | None) -> Text:
+    """Most important first, since a narrow chart cuts the title's end."""
+    t = Text.assemble(("iteration time", "bold"), f" ({unit})")
+    if level_ms is not None:
+        t.append(f"  ─ steady {iter_time(level_ms / 1000)}", _rgb(LEVEL))
+    if tokens_per_s:
+        t.append(f"  {human(tokens_per_s)} tok/s", "bold")
+    return t + Text.assemble("   ", ("⣿ step", _rgb(STEADY)), "  ", ("▲ eval/save/warm-up", _rgb(PAUSE)), " ")
 
 
 def _iteration_axis(widget: PlotextPlot, *series: Series) -> None:
@@ -39,13 +56,20 @@ def _iteration_axis(widget: PlotextPlot, *series: Series) -> None:
     if xs:
         ticks = nice_ticks(min(xs), max(xs), n=max(2, _width(widget) // 10))
         widget.plt.xticks(ticks, [tick_label(t) for t in ticks])
-    widget.plt.xlabel("iteration")
+    if widget.size.height >= XLABEL_MIN_HEIGHT:
+        widget.plt.xlabel("iteration")
+
+
+def _unit(d: SpeedData) -> tuple[float, str]:
+    """Seconds once a step takes a second or more; otherwise milliseconds."""
+    return (1000.0, "s") if (d.level_ms or d.top or 0) >= 1000 else (1.0, "ms")
 
 
 class LossChart(PlotextPlot):
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
         self.log_scale = False
+        self.border_title = loss_legend(False)
         self._snap: Snapshot | None = None
         self._key: object = None
         self._data: LossData | None = None
@@ -58,6 +82,7 @@ class LossChart(PlotextPlot):
 
     def set_log_scale(self, on: bool) -> None:
         self.log_scale = on
+        self.border_title = loss_legend(on)
         self.refresh()
 
     def on_resize(self) -> None:
@@ -78,12 +103,11 @@ class LossChart(PlotextPlot):
         if self.log_scale:
             d = LossData(d.train.positive(), d.smooth.positive(), d.val.positive())
         if d.train:
-            plt.plot(d.train.xs, d.train.ys, marker="braille", color=TRAIN_RAW, label=_label(self, "train"))
-            plt.plot(d.smooth.xs, d.smooth.ys, marker="braille", color=TRAIN_SMOOTH, label=_label(self, "smoothed"))
+            plt.plot(d.train.xs, d.train.ys, marker="braille", color=TRAIN_RAW)
+            plt.plot(d.smooth.xs, d.smooth.ys, marker="braille", color=TRAIN_SMOOTH)
         if d.val:
-            plt.scatter(d.val.xs, d.val.ys, marker="◆", color=VAL, label=_label(self, "val"))
+            plt.scatter(d.val.xs, d.val.ys, marker="◆", color=VAL)
         plt.yscale("log" if self.log_scale else "linear")
-        plt.title("loss (log scale)" if self.log_scale else "loss")
         _iteration_axis(self, d.train, d.val)
         return super().render()
 
@@ -105,33 +129,27 @@ class SpeedChart(PlotextPlot):
         self._prepare()
 
     def _prepare(self) -> None:
-        if self._snap is not None:
-            self._data = speed_data(self._snap.history, _width(self), self._snap.forecast.iter_s)
+        s = self._snap
+        if s is not None:
+            d = self._data = speed_data(s.history, _width(self), s.forecast.iter_s)
+            self.border_title = speed_legend(_unit(d)[1], d.level_ms, s.forecast.tokens_per_s)
             self.refresh()
 
     def render(self) -> RenderResult:
         d, s = self._data, self._snap
         if d is None or s is None or not (d.steady or d.pauses):
             return Text("iteration time: waiting for iterations", "dim")
-        scale, unit = (1000.0, "s") if (d.level_ms or d.top or 0) >= 1000 else (1.0, "ms")
+        scale, _ = _unit(d)
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         if d.steady:
-            plt.plot(d.steady.xs, [y / scale for y in d.steady.ys], marker="braille", color=STEADY,
-                     label=_label(self, "step"))
+            plt.plot(d.steady.xs, [y / scale for y in d.steady.ys], marker="braille", color=STEADY)
         if d.pauses:
-            plt.scatter(d.pauses.xs, [y / scale for y in d.pauses.ys], marker="▲", color=PAUSE,
-                        label=_label(self, "eval/save/warm-up"))
+            plt.scatter(d.pauses.xs, [y / scale for y in d.pauses.ys], marker="▲", color=PAUSE)
         if d.level_ms is not None:
             plt.hline(d.level_ms / scale, color=LEVEL)
         if d.top is not None:
-            plt.ylim(0, d.top / scale)
-        title = f"iteration time ({unit})"
-        if d.level_ms is not None:
-            title += f" · steady {iter_time(d.level_ms / 1000)}"
-        if s.forecast.tokens_per_s:
-            title += f" · {human(s.forecast.tokens_per_s)} tok/s"
-        plt.title(title)
+            plt.ylim(d.bottom / scale, d.top / scale)
         _iteration_axis(self, d.steady, d.pauses)
         return super().render()

@@ -40,6 +40,7 @@ class SpeedData:
     steady: Series  # milliseconds per iteration of ordinary steps, bucketed
     pauses: Series  # iterations that carried an eval, a checkpoint save or warm-up, clipped to `top`
     top: float | None  # upper y limit, so one long eval does not flatten the steady line
+    bottom: float  # lower y limit: a little under the fastest steps, so a 10 % slowdown is a visible step
     level_ms: float | None  # the forecaster's steady-state level
 
 
@@ -117,8 +118,13 @@ def speed_data(history: Sequence[IterPoint], width: int, level_s: float | None) 
     top = _top(steady_y, pause_y)
     if top is not None:
         pause_y = [min(y, top) for y in pause_y]
-    return SpeedData(bucket(steady_x, steady_y, max(8, 2 * width)), Series(tuple(pause_x), tuple(pause_y)),
-                     top, level_s * 1000.0 if level_s else None)
+    steady = bucket(steady_x, steady_y, max(8, 2 * width))
+    bottom = 0.0
+    if steady and top is not None:
+        low = min(steady.ys)
+        bottom = max(0.0, low - 0.5 * (top - low))
+    return SpeedData(steady, Series(tuple(pause_x), tuple(pause_y)), top, bottom,
+                     level_s * 1000.0 if level_s else None)
 
 
 def _top(steady: list[float], pauses: list[float]) -> float | None:
