@@ -143,7 +143,7 @@ def _unique(name: str, taken: list[str]) -> str:
     return candidate
 
 
-def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor) -> object:
+def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telemetry: Telemetry) -> object:
     from exporters.prometheus import TrainwatchCollector, parse_listen, start_server
 
     host, port = parse_listen(listen)
@@ -157,7 +157,8 @@ def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor) -> ob
         if not user or not password:
             raise TrainwatchError("--basic-auth-file must hold USER:PASSWORD")
         auth = (user, password)
-    server, _ = start_server(TrainwatchCollector(monitor.snapshots), host, port, certfile=args.tls_cert,
+    gpus = telemetry.sampler.latest if telemetry.sampler is not None else None  # every GPU of the machine
+    server, _ = start_server(TrainwatchCollector(monitor.snapshots, gpus), host, port, certfile=args.tls_cert,
                              keyfile=args.tls_key, basic_auth=auth)
     log.info("serving metrics on %s://%s:%d/metrics", "https" if args.tls_cert else "http", host,
              server.server_port)
@@ -182,7 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = start_metrics(args, args.listen, monitor)
+    server = start_metrics(args, args.listen, monitor, telemetry)
     monitor.start()
     try:
         stop.wait()
@@ -247,7 +248,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from exporters.tui.app import run_tui
 
     monitor, telemetry = new_monitor(args)
-    server = start_metrics(args, args.metrics, monitor) if args.metrics else None
+    server = start_metrics(args, args.metrics, monitor, telemetry) if args.metrics else None
     monitor.start()
     try:
         return run_tui(monitor.snapshots, gpu_status=telemetry.status())

@@ -59,6 +59,7 @@ class Follower:
         self.buffered = False
         self.backfilling = True
         self.pending = False  # the tail has more to read right now
+        self.dirty = True  # changed since its last snapshot
         self.backfill_slice = backfill_slice
         self._last_read_at: float | None = None
 
@@ -155,10 +156,11 @@ class Monitor:
         changed = False
         for f in self.followers:
             try:
-                changed |= f.step(now)
+                f.dirty |= f.step(now)
             except OSError as e:  # the tail reports problems itself; this is the last line of defence
                 f.problem = f"{f.spec.log}: {e.strerror or e}"
-                changed = True
+                f.dirty = True
+            changed |= f.dirty
         if changed or now - self._published_at >= self.republish_s or not self._snapshots:
             self.publish(now)
         return changed
@@ -168,12 +170,20 @@ class Monitor:
         return any(f.pending for f in self.followers)
 
     def publish(self, now: float) -> None:
+        """Rebuild the snapshots of runs that changed, and of all once `republish_s` has passed (ETAs
+        count down, stalls appear with time); the others keep their last snapshot."""
+        refresh_all = now - self._published_at >= self.republish_s
+        old = self._snapshots if len(self._snapshots) == len(self.followers) else (None,) * len(self.followers)
         snaps = []
-        for f in self.followers:
-            kw = self.extras(f, now) if self.extras else {}
-            snaps.append(f.snapshot(now, **kw))
+        for f, prev in zip(self.followers, old, strict=True):
+            if prev is None or f.dirty or refresh_all:
+                kw = self.extras(f, now) if self.extras else {}
+                prev = f.snapshot(now, **kw)
+                f.dirty = False
+            snaps.append(prev)
         self._snapshots = tuple(snaps)
-        self._published_at = now
+        if refresh_all:
+            self._published_at = now
         for listener in self._listeners:
             try:
                 listener(self._snapshots)
