@@ -15,7 +15,8 @@ import pytest
 from alert_logs import T0, header, iterations, snap
 from http_sink import Sink, closed_port
 
-from exporters.notify import AlertPump, Notifier, redact
+from exporters.alert_pump import AlertPump
+from exporters.notify import Notifier, redact
 from monitor.alert_state import AlertStore
 from monitor.alerts import Alert, AlertConfig
 from monitor.snapshot import Snapshot
