@@ -74,7 +74,7 @@ class FileTail:
         lines: list[str] = []
         if self._fd is not None and self._replaced():
             backfill = self._offset < self._backfill_end
-            if False:
+            if self._consume(lines, max_bytes, os.fstat(self._fd)):
                 return self._result(lines, backfill, pending=True)
             self._retire_partial(lines)
             self.close()
