@@ -222,16 +222,18 @@ class _Channel:
 class Notifier:
     """Sends alerts to every destination, off the caller's thread; `send` never blocks or raises.
 
-    `bell` (the TUI's) is called from a worker thread, so it must be thread-safe. `env` is read for
-    the desktop session bus and PATH (a test seam; the default is the process environment).
+    `attempts` is per alert and destination, the backoff doubling from `backoff_s` (by default 2, 4,
+    8, 16, 32 s: a minute of outage is bridged). `bell` (the TUI's) is called from a worker thread,
+    so it must be thread-safe. `env` is read for the desktop session bus and PATH (a test seam; the
+    default is the process environment).
     """
 
     def __init__(self, urls: Sequence[str], *, desktop: bool = True, bell: Callable[[], None] | None = None,
-                 log: logging.Logger = _log, attempts: int = 4, backoff_s: float = 2.0,
+                 log: logging.Logger = _log, attempts: int = 6, backoff_s: float = 2.0,
                  env: Mapping[str, str] | None = None) -> None:
         self._scrub = _Scrub(urls)
         targets = []
-        for url in urls:
+        for url in dict.fromkeys(urls):  # the same URL twice (flag and config file) is one destination
             t = _AppriseTarget(url, self._scrub)
             targets.append(_Target(redact(url), t.deliver, attempts, t.prepare))
         send = _desktop(os.environ if env is None else env, log) if desktop else None

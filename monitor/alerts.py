@@ -78,7 +78,7 @@ class _Finding:
     """A condition that holds now; `_fire` decides whether it is news."""
 
     kind: str
-    key: str  # for episodic kinds, `_fire` appends the episode number
+    key: str  # for episodic kinds, `_fire` numbers the episode instead
     title: str
     body: str
     level: str

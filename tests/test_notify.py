@@ -50,7 +50,9 @@ def notifier(made: list[Notifier], urls: list[str], **kw: object) -> Notifier:
 # ---- apprise into a real receiver ----------------------------------------------------------------
 
 def test_an_alert_arrives_with_its_content(sink: Sink, notifiers: list[Notifier]) -> None:
-    notifier(notifiers, [sink.url("hook")]).send(ALERT)
+    n = notifier(notifiers, [sink.url("hook"), sink.url("hook")])
+    assert n.destinations == [f"json://127.0.0.1:{sink.port}/***"], "the same URL twice is one destination"
+    n.send(ALERT)
     [post] = sink.wait(lambda posts: len(posts) == 1)
     assert post.path == "/hook"
     assert (post.body["title"], post.body["message"], post.body["type"]) == (ALERT.title, ALERT.body, "failure")
