@@ -11,12 +11,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
 
-from monitor import energy, simulate, snapshot
+from monitor import config, energy, simulate, snapshot
 from monitor.compute import dataset_tokens_from_bin
+from monitor.config import Config, RunConfig, load_config
 from monitor.errors import TrainwatchError
 from monitor.load import load
-from monitor.run import Monitor, RunSpec
+from monitor.run import Monitor, RunSpec, Sources
 from monitor.telemetry import Telemetry
 from monitor.units import parse_duration
 from parsers.detect import PARSERS
@@ -42,9 +45,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _following(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("following")
-    g.add_argument("--poll", action="store_true", help="poll only (no inotify), e.g. on NFS/Lustre")
-    g.add_argument("--poll-interval", type=parse_duration, default=1.0, metavar="DURATION",
+    g.add_argument("--config", help="TOML config file (default: $XDG_CONFIG_HOME/trainwatch/config.toml if present)")
+    g.add_argument("--poll", action="store_true", default=None, help="poll only (no inotify), e.g. on NFS/Lustre")
+    g.add_argument("--poll-interval", type=parse_duration, metavar="DURATION",
                    help="how often files are re-read when no file event comes (default 1s)")
+    g.add_argument("--keep-finished", type=parse_duration, metavar="DURATION",
+                   help="drop finished or crashed runs this long after their last line (default: keep)")
+    g.add_argument("--max-runs", type=int, help="follow at most this many logs (default 100)")
     g.add_argument("--no-gpu", action="store_true", help="do not read NVML")
     g.add_argument("--gpu", type=_int_list, help="GPU indexes of the run (default: found from its process)")
     g.add_argument("--gpu-interval", type=parse_duration, default=1.0, metavar="DURATION",
@@ -52,9 +59,9 @@ def _following(p: argparse.ArgumentParser) -> None:
     g.add_argument("--peak-flops", type=float,
                    help="the GPU's dense bf16 peak FLOP/s, for MFU (default: from its name)")
     n = p.add_argument_group("notifications")
-    n.add_argument("--notify", action="append", default=[], metavar="URL",
+    n.add_argument("--notify", action="append", metavar="URL",
                    help="apprise URL (ntfy://topic, slack://…, json://host:port/path…); repeatable")
-    n.add_argument("--notify-before", type=parse_duration, default=600.0, metavar="DURATION",
+    n.add_argument("--notify-before", type=parse_duration, metavar="DURATION",
                    help="'finishing soon' lead time (default 10m)")
 
 
@@ -69,7 +76,7 @@ def _listen(p: argparse.ArgumentParser, flag: str, default: str | None, help: st
     if default is None:  # an optional feature: the bare flag turns it on at the default address
         p.add_argument(flag, nargs="?", const="127.0.0.1", metavar="HOST:PORT", help=help)
     else:
-        p.add_argument(flag, default=default, metavar="HOST:PORT", help=help)
+        p.add_argument(flag, metavar="HOST:PORT", help=f"{help} (default {default}:10464)")
     p.add_argument("--tls-cert", help="serve metrics over TLS with this certificate (PEM)")
     p.add_argument("--tls-key", help="the certificate's private key (PEM)")
     p.add_argument("--basic-auth-file", help="file holding USER:PASSWORD; scrapes must authenticate")
@@ -79,13 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trainwatch", description="Live monitor for LLM training logs.")
     sub = p.add_subparsers(dest="command", required=True)
     w = sub.add_parser("watch", help="the live terminal view (the default: `trainwatch LOG…`)")
-    w.add_argument("logs", nargs="+", metavar="LOG")
+    w.add_argument("logs", nargs="*", metavar="LOG", help="log files, globs ('runs/*/out.log') or directories")
     _listen(w, "--metrics", None, "also serve Prometheus metrics (default 127.0.0.1:10464)")
     _common(w)
     _following(w)
     s = sub.add_parser("serve", help="headless: Prometheus /metrics and notifications")
-    s.add_argument("logs", nargs="+", metavar="LOG")
-    _listen(s, "--listen", "127.0.0.1", "where /metrics listens (default 127.0.0.1:10464)")
+    s.add_argument("logs", nargs="*", metavar="LOG", help="log files, globs ('runs/*/out.log') or directories")
+    _listen(s, "--listen", "127.0.0.1", "where /metrics listens")
     _common(s)
     _following(s)
     r = sub.add_parser("report", help="one-shot summary of a log")
@@ -126,21 +133,24 @@ def run_name(args: argparse.Namespace, log: str) -> str:
     return getattr(args, "run_name", None) or os.path.splitext(os.path.basename(log))[0]
 
 
-def run_specs(args: argparse.Namespace) -> list[RunSpec]:
-    user = user_settings(args)
-    names = [run_name(args, log) if len(args.logs) == 1 else os.path.splitext(os.path.basename(log))[0]
-             for log in args.logs]
-    return [RunSpec(log=log, name=_unique(name, names[:i]), format=args.format, user=user,
-                    power_watts=args.power_watts, price_per_kwh=args.price_per_kwh)
-            for i, (log, name) in enumerate(zip(args.logs, names, strict=True))]
+def follow_sources(args: argparse.Namespace, cfg: Config) -> Sources:
+    """The runs to follow: the config's and the command line's, flags overriding both."""
+    if not args.logs and not cfg.runs:
+        raise TrainwatchError("no log to follow: name one (trainwatch LOG) or add [[run]] to the config file")
+    if args.run_name and len(args.logs) == 1 and not cfg.runs:
+        cfg = replace(cfg, runs=(RunConfig(log=args.logs[0], name=args.run_name),))
+        args = argparse.Namespace(**{**vars(args), "logs": []})
+    flags = {"settings": user_settings(args), "format": args.format, "power_watts": args.power_watts,
+             "price_per_kwh": args.price_per_kwh}
+    return config.sources(cfg, list(args.logs), flags)
 
 
-def _unique(name: str, taken: list[str]) -> str:
-    """Two logs named out.log in different folders still get different `run` labels."""
-    n, candidate = 2, name
-    while candidate in taken:
-        candidate, n = f"{name}-{n}", n + 1
-    return candidate
+def option(args: argparse.Namespace, cfg: Config, name: str, default: object) -> Any:
+    """A following option: the flag, else the config file's value, else the default."""
+    flag = getattr(args, name, None)
+    if flag is not None:
+        return flag
+    return cfg.options.get(name, default)
 
 
 def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telemetry: Telemetry) -> object:
@@ -165,13 +175,17 @@ def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telem
     return server
 
 
-def new_monitor(args: argparse.Namespace) -> tuple[Monitor, Telemetry]:
-    """The writer loop for `args.logs`, with GPU telemetry unless --no-gpu."""
+def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemetry]:
+    """The writer loop for the logs of `args` and `cfg`, with GPU telemetry unless --no-gpu."""
     from monitor.gpu import BackgroundSampler, make_sampler
 
     sampler = None if args.no_gpu else BackgroundSampler(make_sampler(), args.gpu_interval)
-    telemetry = Telemetry(sampler, fallback_gpus=args.gpu, peak_override=args.peak_flops)
-    monitor = Monitor(run_specs(args), poll_interval=args.poll_interval, force_poll=args.poll)
+    telemetry = Telemetry(sampler, fallback_gpus=option(args, cfg, "gpu", None),
+                          peak_override=option(args, cfg, "peak_flops", None))
+    monitor = Monitor(sources=follow_sources(args, cfg), poll_interval=option(args, cfg, "poll_interval", 1.0),
+                      force_poll=option(args, cfg, "poll", False),
+                      keep_finished_s=option(args, cfg, "keep_finished", None),
+                      max_runs=option(args, cfg, "max_runs", 100))
     monitor.extras = telemetry
     log.info("following %d log(s) with %s; GPUs: %s", len(monitor.followers), monitor.waker.mode,
              telemetry.status())
@@ -179,11 +193,22 @@ def new_monitor(args: argparse.Namespace) -> tuple[Monitor, Telemetry]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    monitor, telemetry = new_monitor(args)
+    cfg = load_config(args.config)
+    monitor, telemetry = new_monitor(args, cfg)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = start_metrics(args, args.listen, monitor, telemetry)
+
+    def reload(*_: object) -> None:
+        """SIGHUP: re-read the config; runs it adds or drops change, the others keep their state."""
+        try:
+            monitor.reload(follow_sources(args, load_config(args.config)))
+            log.info("config reloaded")
+        except TrainwatchError as e:
+            log.error("config not reloaded, keeping the old one: %s", e)
+
+    signal.signal(signal.SIGHUP, reload)
+    server = start_metrics(args, option(args, cfg, "listen", "127.0.0.1"), monitor, telemetry)
     monitor.start()
     try:
         stop.wait()
@@ -247,7 +272,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     from exporters.tui.app import run_tui
 
-    monitor, telemetry = new_monitor(args)
+    cfg = load_config(args.config)
+    monitor, telemetry = new_monitor(args, cfg)
     server = start_metrics(args, args.metrics, monitor, telemetry) if args.metrics else None
     monitor.start()
     try:

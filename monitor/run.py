@@ -7,6 +7,7 @@ snapshots. Readers (Prometheus scrapes, the TUI's interval, the notifier) only e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -103,6 +104,13 @@ class Follower:
         if burst or self.buffered:
             state.last_wall = now  # the block was flushed when full: its last line was written just now
 
+    def retarget(self, spec: RunSpec) -> None:
+        """New settings for the same log (a reloaded config): the state stays, the user's values change."""
+        self.spec = spec
+        if self.ingest is not None:
+            self.ingest.state.user = dict(spec.user)
+        self.dirty = True
+
     def _restart(self) -> None:
         """The file was truncated or replaced: a new run in the same path. Keep nothing of the old one."""
         self.ingest = None
@@ -125,16 +133,35 @@ class Follower:
         self.tail.close()
 
 
-class Monitor:
-    """Owns the followers and the writer thread; `snapshots()` is safe to call from any thread."""
+Sources = Callable[[], Sequence[RunSpec]]
 
-    def __init__(self, specs: Sequence[RunSpec], *, poll_interval: float = 1.0, force_poll: bool = False,
-                 clock: Callable[[], float] = time.time, republish_s: float = 1.0) -> None:
+
+class Monitor:
+    """Owns the followers and the writer thread; `snapshots()` is safe to call from any thread.
+
+    The runs come from `specs`, or from `sources()` — re-asked every `rescan_s` (globs pick up logs
+    that appear) and after `reload()` (SIGHUP) — which the writer reconciles with what it follows:
+    new logs get a follower, logs no longer wanted lose theirs, the others keep their state.
+    Finished or crashed runs drop out `keep_finished_s` after their last line; at most `max_runs`.
+    """
+
+    def __init__(self, specs: Sequence[RunSpec] = (), *, sources: Sources | None = None, poll_interval: float = 1.0,
+                 force_poll: bool = False, clock: Callable[[], float] = time.time, republish_s: float = 1.0,
+                 rescan_s: float = 5.0, keep_finished_s: float | None = None, max_runs: int = 100) -> None:
         self.poll_interval = poll_interval
         self.clock = clock
         self.republish_s = republish_s
-        self.followers = [Follower(s) for s in specs]
-        self.waker: Waker = make_waker([f.spec.log for f in self.followers], force_poll=force_poll)
+        self.rescan_s = rescan_s
+        self.keep_finished_s = keep_finished_s
+        self.max_runs = max_runs
+        self._sources: Sources = sources if sources is not None else (lambda: specs)
+        self._scanned_at: float | None = None
+        self._reload = threading.Event()
+        self._retired: dict[str, tuple[int, int]] = {}  # log → (inode, size) when it dropped out
+        self._capped: set[str] = set()
+        self.followers: list[Follower] = []
+        self.waker: Waker = make_waker((), force_poll=force_poll)
+        self._reconcile(self.clock())
         self._snapshots: tuple[Snapshot, ...] = ()
         self._listeners: list[Listener] = []
         self._stop = threading.Event()
@@ -149,11 +176,81 @@ class Monitor:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def reload(self, sources: Sources | None = None) -> None:
+        """Ask the writer to re-read the run list (from new `sources`, e.g. a re-read config) before its next pass."""
+        if sources is not None:
+            self._sources = sources
+        self._reload.set()
+
     # ---- the writer ------------------------------------------------------------------------
+    def _reconcile(self, now: float) -> bool:
+        """Bring the followers in line with what `sources()` wants; True when the set changed."""
+        self._scanned_at = now
+        wanted = {s.log: s for s in self._sources()}
+        changed = False
+        for f in list(self.followers):
+            spec = wanted.pop(f.spec.log, None)
+            if spec is None or self._expired(f, now):
+                self._drop(f)
+                changed = True
+            elif spec != f.spec:
+                f.retarget(spec)
+                changed = True
+        for log_path, spec in wanted.items():
+            if self._still_retired(log_path):
+                continue
+            if len(self.followers) >= self.max_runs:
+                if log_path not in self._capped:
+                    self._capped.add(log_path)
+                    log.warning("not following %s: already following %d runs (raise --max-runs)", log_path,
+                                self.max_runs)
+                continue
+            self.followers.append(Follower(spec))
+            self.waker.add(log_path)
+            changed = True
+        return changed
+
+    def _expired(self, f: Follower, now: float) -> bool:
+        if self.keep_finished_s is None or f.ingest is None:
+            return False
+        state = f.ingest.state
+        if state.status not in ("finished", "crashed") or state.last_wall is None:
+            return False
+        if now - state.last_wall < self.keep_finished_s:
+            return False
+        with contextlib.suppress(OSError):
+            st = os.stat(f.spec.log)
+            self._retired[f.spec.log] = (st.st_ino, st.st_size)
+        log.info("%s %s %.0fs ago: no longer exported", f.spec.name, state.status, now - state.last_wall)
+        return True
+
+    def _still_retired(self, log_path: str) -> bool:
+        """A run that dropped out stays out until its file changes (a new run written there)."""
+        key = self._retired.get(log_path)
+        if key is None:
+            return False
+        try:
+            st = os.stat(log_path)
+        except OSError:
+            return True
+        if (st.st_ino, st.st_size) == key:
+            return True
+        del self._retired[log_path]
+        return False
+
+    def _drop(self, f: Follower) -> None:
+        self.followers.remove(f)
+        if not any(o.spec.log == f.spec.log for o in self.followers):
+            self.waker.remove(f.spec.log)
+        f.close()
+
     def step(self) -> bool:
         """One pass over every log; publishes when anything changed or a second has passed."""
         now = self.clock()
         changed = False
+        if self._reload.is_set() or self._scanned_at is None or now - self._scanned_at >= self.rescan_s:
+            self._reload.clear()
+            changed = self._reconcile(now)
         for f in self.followers:
             try:
                 f.dirty |= f.step(now)
@@ -173,10 +270,11 @@ class Monitor:
         """Rebuild the snapshots of runs that changed, and of all once `republish_s` has passed (ETAs
         count down, stalls appear with time); the others keep their last snapshot."""
         refresh_all = now - self._published_at >= self.republish_s
-        old = self._snapshots if len(self._snapshots) == len(self.followers) else (None,) * len(self.followers)
+        old = {s.log: s for s in self._snapshots}
         snaps = []
-        for f, prev in zip(self.followers, old, strict=True):
-            if prev is None or f.dirty or refresh_all:
+        for f in self.followers:
+            prev = old.get(f.spec.log)
+            if prev is None or prev.run != f.spec.name or f.dirty or refresh_all:
                 kw = self.extras(f, now) if self.extras else {}
                 prev = f.snapshot(now, **kw)
                 f.dirty = False
