@@ -121,4 +121,5 @@ def test_a_restarted_daemon_rebuilds_the_state_from_the_log(tmp_path: Path) -> N
 def test_no_log_and_no_config_is_a_one_line_error(tmp_path: Path) -> None:
     proc, _ = serve(tmp_path)
     assert proc.wait(timeout=20) == 2
-    assert err(tmp_path).strip().endswith("no log to follow: name one (trainwatch LOG) or add [[run]] to the config file")
+    assert err(tmp_path).strip().endswith(
+        "no log to follow: name one (trainwatch LOG) or add [[run]] to the config file")
