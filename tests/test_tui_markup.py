@@ -94,7 +94,7 @@ async def test_log_text_is_shown_literally(hostile_log: Path) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: NAME in screen_text(app))
         header = widget_text(app, app.query_one(RunHeader))
-        assert f"[b]tw[/b]  {NAME}" in header
+        assert f" {NAME}   crashed " in header and header.rstrip().endswith("[b]tw[/b]")
         events = widget_text(app, app.query_one(EventsPanel))
         assert "[bold red]x[/] and [link=https://evil.example]click[/link]" in events
         assert f"checkpoint saved to {CHECKPOINT}" in events

@@ -46,7 +46,7 @@ class RunTabs(Vertical):
                 yield TabPane(Content(f"{i} {name}"), RunView(), id=f"run-{i}")
 
 
-class TrainwatchApp(App[int]):
+class TrainwatchApp(App[None]):
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = False
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-normal"), (180, "-wide")]
@@ -120,9 +120,6 @@ class TrainwatchApp(App[int]):
         if action in ("next_run", "previous_run", "show_run"):
             return len(self.snapshots) > 1
         return True
-
-    async def action_quit(self) -> None:
-        self.exit(0)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

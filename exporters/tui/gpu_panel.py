@@ -11,7 +11,7 @@ from rich.text import Text
 
 from exporters.tui.panel import TextPanel
 
-NAME_WIDTH = 22
+NAME_WIDTH = 32  # at most; the column is as wide as the longest name
 
 
 def _meter(ratio: float | None, width: int = 6) -> Text:
@@ -22,26 +22,31 @@ def _meter(ratio: float | None, width: int = 6) -> Text:
     return Text("▮" * full, style) + Text("▯" * (width - full), "grey35")
 
 
-def _num(v: float | None, fmt: str) -> str:
-    return "—" if v is None else fmt.format(v)
+def _num(v: float | None, fmt: str, width: int) -> str:
+    """Right-aligned in `width`, so an unknown "—" keeps the columns of the other GPUs' lines."""
+    return ("—" if v is None else fmt.format(v)).rjust(width)
 
 
-def gpu_line(g: object) -> Text:
-    index, name = getattr(g, "index", "?"), str(getattr(g, "name", None) or "GPU")
+def _name(g: object) -> str:
+    return str(getattr(g, "name", None) or "GPU").removeprefix("NVIDIA ")
+
+
+def gpu_line(g: object, name_width: int) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
-    t.append(f"{index} ", "bold")
-    t.append(f"{name.removeprefix('NVIDIA '):<{NAME_WIDTH}.{NAME_WIDTH}} ")
+    t.append(f"{getattr(g, 'index', '?')} ", "bold")
+    t.append(f"{_name(g):<{name_width}.{name_width}} ")
     if getattr(g, "lost", False):
         return t.append("lost (fell off the bus or driver reset)", "bold red")
     used, total = getattr(g, "memory_used_bytes", None), getattr(g, "memory_total_bytes", None)
     util = getattr(g, "utilization", None)
-    t.append(_num(getattr(g, "power_w", None), "{:4.0f} W") + "  ")
-    t.append(_num(used / 2**30 if used is not None else None, "{:5.1f}"))
-    t.append(_num(total / 2**30 if total is not None else None, "/{:.0f} GiB") + " ")
+    t.append(_num(getattr(g, "power_w", None), "{:.0f} W", 6) + "  ")
+    memory = f"{_num(used / 2**30 if used is not None else None, '{:.1f}', 0)}/" \
+             f"{_num(total / 2**30 if total is not None else None, '{:.0f}', 0)} GiB"
+    t.append(memory.rjust(13) + " ")
     t.append_text(_meter(used / total if used is not None and total else None))
-    t.append("  " + _num(util * 100 if util is not None else None, "{:3.0f} %") + " ")
+    t.append("  " + _num(util * 100 if util is not None else None, "{:.0f} %", 5) + " ")
     t.append_text(_meter(util))
-    t.append("  " + _num(getattr(g, "temperature_c", None), "{:.0f} °C"))
+    t.append("  " + _num(getattr(g, "temperature_c", None), "{:.0f} °C", 5))
     throttle = _throttle(getattr(g, "throttle", None))
     if throttle:
         t.append(f"  throttled: {throttle}", "bold orange1")
@@ -62,7 +67,8 @@ def _throttle(value: object) -> str:
 def gpu_text(gpus: Sequence[object], no_gpu: str) -> Text:
     if not gpus:
         return Text.assemble(("GPU  ", "bold"), (no_gpu, "dim"), no_wrap=True, overflow="ellipsis")
-    return Text("\n", no_wrap=True, overflow="ellipsis").join(gpu_line(g) for g in gpus)
+    width = min(NAME_WIDTH, max(len(_name(g)) for g in gpus))
+    return Text("\n", no_wrap=True, overflow="ellipsis").join(gpu_line(g, width) for g in gpus)
 
 
 class GpuPanel(TextPanel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.table import Table
 from rich.text import Text
 
 from exporters.tui.context import ViewContext
@@ -38,9 +39,9 @@ def gpu_label(gpus: Sequence[object], no_gpu: str) -> str:
 
 
 def header_text(s: Snapshot, ctx: ViewContext) -> Text:
+    """The left part: what matters most comes first, since a narrow terminal cuts the end."""
     # Text.append takes the run name as plain text: a name like "[red]x" is shown as written.
     t = Text(no_wrap=True, overflow="ellipsis")
-    t.append(f" {ctx.title} ", "bold reverse")
     t.append(" ")
     t.append(s.run, "bold")
     t.append("  ")
@@ -54,7 +55,16 @@ def header_text(s: Snapshot, ctx: ViewContext) -> Text:
     return t
 
 
+def header(s: Snapshot, ctx: ViewContext) -> Table:
+    """Run, state, GPU on the left; the app's title on the right, given the room that is left."""
+    grid = Table.grid(expand=True)
+    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    grid.add_column(justify="right", no_wrap=True, overflow="ellipsis", max_width=max(10, len(ctx.title) + 2))
+    grid.add_row(header_text(s, ctx), Text(f" {ctx.title} ", "bold reverse"))
+    return grid
+
+
 class RunHeader(TextPanel):
     def show(self, s: Snapshot, ctx: ViewContext) -> None:
         text = header_text(s, ctx)
-        self.show_content(text, text)
+        self.show_content((text, ctx.title), header(s, ctx))

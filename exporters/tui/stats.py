@@ -55,7 +55,7 @@ def stats_text(s: Snapshot) -> Text:
     _row(t, "MFU", real, logged)
     _row(t, "energy", *_energy(s))
     if s.cost is not None:
-        _row(t, "cost", f"{s.cost:.2f}")
+        _row(t, "cost", f"{s.cost:.2f}" if s.cost >= 1 else f"{s.cost:.3g}")
     _row(t, "time", f"{duration(s.elapsed_s)} so far",
          _dim(f"  {iter_time(fc.iter_s)}/iter") if fc.iter_s is not None else "")
     _row(t, "saves", f"{s.checkpoints} checkpoints", _dim(f"  {s.lines:,} lines"),
@@ -67,9 +67,9 @@ def _energy(s: Snapshot) -> list[str | Text]:
     e = s.energy
     if e.joules is None:
         return [_dim("— (no NVML; --power-watts W)")]
-    parts: list[str | Text] = [f"{e.joules / 3.6e6:.3f} kWh"]
+    parts: list[str | Text] = [human(e.joules / 3600, "Wh")]
     if s.energy_forecast_j is not None:
-        parts.append(f" → {s.energy_forecast_j / 3.6e6:.3f} kWh")
+        parts.append(f" → {human(s.energy_forecast_j / 3600, 'Wh')} at end")
     parts.append(_dim(f"  ({e.source})"))
     return parts
 
