@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterable
 
 from watchdog.events import (
+    DirDeletedEvent,
     FileAttribEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -38,10 +39,11 @@ DEFAULT_POLL_INTERVAL = 1.0
 cost of following an idle file (two stat calls per file per interval)."""
 
 # What changes a log's content, whether it can be read, or which file its name points at (a chmod
-# that lifts "permission denied" comes as FileAttribEvent). Opens and closes are left out: the tail's
-# own reads would otherwise wake it.
+# that lifts "permission denied" comes as FileAttribEvent), and the loss of a watched directory (its
+# watch dies with it, and a directory made again under the same name may even reuse its inode number).
+# Opens and closes are left out: the tail's own reads would otherwise wake it.
 _EVENTS: list[type[FileSystemEvent]] = [
-    FileModifiedEvent, FileAttribEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent,
+    FileModifiedEvent, FileAttribEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent, DirDeletedEvent,
 ]
 
 
@@ -56,6 +58,8 @@ class Waker:
         self._paths: dict[str, frozenset[str]] = {}  # path as added → the absolute names watched for it
         self._names: frozenset[str] = frozenset()  # read by the observer thread: replaced, never mutated
         self._watches: dict[str, tuple[ObservedWatch, tuple[int, int]]] = {}  # dir → (watch, dir identity)
+        self._dirs: frozenset[str] = frozenset()  # the keys of _watches, for the observer thread
+        self._lost_watch = False  # a watched directory was deleted: watch everything afresh
         self._handler = _Handler(self)
 
     def add(self, path: str) -> None:
@@ -85,14 +89,25 @@ class Waker:
         self._watches.clear()
 
     def _notify(self, event: FileSystemEvent) -> None:
-        names = self._names
-        if _text(event.src_path) in names or _text(event.dest_path) in names:
+        """Called in the observer's thread."""
+        src = _text(event.src_path)
+        if event.is_directory:
+            if src in self._dirs:
+                self._lost_watch = True
+                self._changed.set()
+        elif src in self._names or _text(event.dest_path) in self._names:
             self._changed.set()
 
     def _refresh(self) -> None:
         """Follow re-pointed symlinks and re-created directories (a deleted directory loses its watch)."""
+        if self._lost_watch:
+            self._lost_watch = False
+            for watch, _ in self._watches.values():
+                self._unschedule(watch)
+            self._watches.clear()
         names = {path: _names_for(path) for path in self._paths}
-        if names != self._paths or any(_dir_ident(d) != ident for d, (_, ident) in self._watches.items()):
+        unwatched = {os.path.dirname(n) for n in self._names} - self._watches.keys()
+        if names != self._paths or unwatched or any(_dir_ident(d) != i for d, (_, i) in self._watches.items()):
             self._paths = names
             self._sync()
 
@@ -116,6 +131,7 @@ class Waker:
                 continue
             self._watches[d] = (watch, ident)
             self._changed.set()  # the file may have changed before the watch existed: look once now
+        self._dirs = frozenset(self._watches)
 
     def _unschedule(self, watch: ObservedWatch) -> None:
         assert self._observer is not None
@@ -130,8 +146,7 @@ class _Handler(FileSystemEventHandler):
         self._waker = waker
 
     def dispatch(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self._waker._notify(event)
+        self._waker._notify(event)
 
 
 def make_waker(paths: Iterable[str] = (), *, force_poll: bool = False) -> Waker:
