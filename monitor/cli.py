@@ -26,7 +26,7 @@ from parsers.detect import PARSERS
 
 log = logging.getLogger("trainwatch")
 
-COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check")
+COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check", "install-service")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--max-iters", type=int, default=20000, help="length of the simulated run (default 20000)")
     sub.add_parser("check", help="the environment: NVML, file watcher, package names")
+    inst = sub.add_parser("install-service", help="put the systemd units in place (user, or --system)")
+    service.add_arguments(inst)
     b = sub.add_parser("backtest", help="replay a finished log and compare forecasts with what happened")
     b.add_argument("log")
     b.add_argument("--json", action="store_true", help="print trainwatch.backtest/1 JSON")
@@ -323,7 +325,7 @@ def _chain(first: list[str], rest: Iterator[tuple[bytes, list[str]]]) -> Iterato
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": cmd_report, "backtest": cmd_backtest, "serve": cmd_serve, "watch": cmd_watch,
-    "simulate": simulate.run, "demo": cmd_demo, "check": cmd_check,
+    "simulate": simulate.run, "demo": cmd_demo, "check": cmd_check, "install-service": service.run,
 }
 
 
