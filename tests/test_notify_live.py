@@ -145,7 +145,7 @@ def test_each_rule_fires_once_with_its_content(tmp_path: Path, env: dict[str, st
             simulate(procs, env, log, *options)
 
         # A receiver holding its request and one that is down: the metrics still move.
-        assert slow.held.wait(120), daemon.stderr()
+        assert slow.held.wait(60), f"no alert reached the receivers; serve said:\n{daemon.stderr()}"
         first = wait(lambda: daemon.iteration("fin"), what="fin's first iteration in /metrics")
         wait(lambda: (daemon.iteration("fin") or 0) > first, what="/metrics to move on")  # type: ignore[operator]
 
