@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from monitor import config, energy, simulate, snapshot
+from monitor import config, energy, service, simulate, snapshot
 from monitor.compute import dataset_tokens_from_bin
 from monitor.config import Config, RunConfig, load_config
 from monitor.errors import TrainwatchError
@@ -329,14 +329,28 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+class JournalFormatter(logging.Formatter):
+    """Under systemd, `<N>` prefixes give each line its syslog priority, so `journalctl -p warning` works."""
+
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self.PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "watch")
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("TRAINWATCH_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter() if os.environ.get("JOURNAL_STREAM") else
+                         logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=os.environ.get("TRAINWATCH_LOG_LEVEL", "INFO").upper(), handlers=[handler])
     try:
         return HANDLERS[args.command](args)
     except TrainwatchError as e:
