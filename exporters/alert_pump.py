@@ -18,10 +18,11 @@ class AlertPump:
     fired, and hands new alerts to the notifier and to the TUI's `toast`.
 
     Called in the writer thread, so it stays cheap: the rules are pure, the state file is written only
-    when what fired changes, delivery is a queue put. What the files held before the daemon came is
-    history, evaluated quietly: the first publish, every publish while `busy()` (the Monitor's: a tail
-    has more to read right now, i.e. a backlog read in slices), and the one right after, which holds
-    the last slice. `toast` must not block (post a message to the UI thread).
+    when what fired changes, delivery is a queue put. What a file held before the daemon came is
+    history, evaluated quietly: a log's first publish (at start, or added by a config reload), every
+    publish while `busy()` (the Monitor's: a tail has more to read right now, a backlog read in
+    slices), and the one right after, which holds the last slice. `toast` must not block (post a
+    message to the UI thread).
     """
 
     def __init__(self, notifier: Notifier | None, cfg: AlertConfig, *, busy: Callable[[], bool],
@@ -34,31 +35,30 @@ class AlertPump:
         self.toast = toast
         self.log = log
         self.memory = AlertMemory()
-        self._backlog = True  # the next publish still holds what was read on attach
+        self._backlog = False  # the last publish came while a backlog was still being read
         self._lines: dict[str, int] = {}  # lines read per log at the last publish
         self._save_failed = False
 
     def on_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
         busy = self.busy()
-        quiet, self._backlog = self._backlog or busy, busy
-        if not snapshots:
-            return
-        memory = self.memory
+        backlog, self._backlog = self._backlog or busy, busy
+        memory, alerts = self.memory, []
+        now = max((s.taken_at for s in snapshots), default=0.0)
         for s in snapshots:
             seen = self._lines.get(s.log)
             if seen is None:  # first sight: what an earlier daemon already sent for this run
                 memory = memory.with_run(s.log, self.store.load(s.log) or RunMemory())
             elif s.lines < seen:  # the follower started over: the file was truncated or replaced
                 memory = memory.with_run(s.log, RunMemory())
-            self._lines[s.log] = s.lines
-        before = memory
-        now = max(s.taken_at for s in snapshots)
-        memory, alerts = evaluate(before, snapshots, now, self.cfg, quiet=quiet)
-        for s in snapshots:
-            durable = memory.run(s.log).durable()
-            if durable != before.run(s.log).durable():
-                self._save(s.log, durable)
-        self.memory = memory
+            loaded = memory.run(s.log).durable()
+            memory, new = evaluate(memory, [s], now, self.cfg, quiet=backlog or seen is None)
+            if memory.run(s.log).durable() != loaded:
+                self._save(s.log, memory.run(s.log))
+            alerts += new
+        # Runs no longer followed (dropped when finished, or by a reload) are forgotten here; their
+        # saved state brings them back if they are followed again.
+        self._lines = {s.log: s.lines for s in snapshots}
+        self.memory = AlertMemory({s.log: memory.run(s.log) for s in snapshots})
         for alert in alerts:
             self.log.info("alert: %s", alert.title)
             if self.notifier is not None:

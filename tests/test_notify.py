@@ -240,6 +240,18 @@ def test_pump_first_publish_is_history(tmp_path: Path) -> None:
     assert toasts == []
 
 
+def test_pump_a_log_added_later_starts_quietly_and_a_dropped_one_is_forgotten(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    toasts: list[Alert] = []
+    pump = AlertPump(None, CFG, busy=lambda: False, store=AlertStore(str(tmp_path / "state")), toast=toasts.append)
+    pump.on_snapshots((_run(a, 500),))
+    pump.on_snapshots((_run(a, 510), _run(b, 1000)))  # b came with a config reload, already finished
+    pump.on_snapshots((_run(a, 520), _run(b, 1000)))
+    assert toasts == []
+    pump.on_snapshots((_run(a, 1000),))  # b dropped
+    assert [x.run for x in toasts] == ["a"] and set(pump.memory.runs) == {str(a)}
+
+
 def test_pump_restart_repeats_nothing(tmp_path: Path) -> None:
     """A restarted daemon whose first forecast is not yet within the lead time: only the saved state
     keeps "finishing soon" from going out a second time."""
