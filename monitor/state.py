@@ -197,6 +197,7 @@ class RunState:
                 self.last = replace(prev, loss=event.loss)
                 self.iters.points[-1] = self.last
             return  # otherwise a duplicate line (DDP ranks, a re-read) adds nothing
+        warmup = not same_segment or event.iter == 0  # compile and the first eval: not an eval's cost
         overhead = self._is_overhead(event, first_in_segment=not same_segment)
         typical = self.typical_dt()
         dt = event.dt_s
@@ -208,7 +209,7 @@ class RunState:
         elif dt is not None:
             filler = (gap - 1) * (typical if typical is not None else dt)
             self.clock_s += dt + filler
-            if overhead and typical is not None and dt > typical:
+            if overhead and not warmup and typical is not None and dt > typical:
                 self.overhead_s += dt - typical
                 self.overhead_count += 1
             elif not overhead:
