@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from monitor.backtest import Backtest, replay  # noqa: E402
-from monitor.load import new_ingest, read_batches  # noqa: E402
-from monitor.simulate import SimConfig, write  # noqa: E402
+from monitor.backtest import Backtest, replay
+from monitor.load import new_ingest, read_batches
+from monitor.simulate import SimConfig, write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(os.path.dirname(ROOT), "shared", "corpus")
