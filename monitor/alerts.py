@@ -106,7 +106,7 @@ def _observe(m: RunMemory, s: Snapshot, cfg: AlertConfig, quiet: bool) -> RunMem
     """Since when the run has been slow, on its own clock (`elapsed_s`): a stall is not slow training,
     and a replayed or accelerated log behaves as the real run would. A backfill cannot tell how long
     a slowdown it finds has lasted, so a quiet pass counts it as long enough: history, not news."""
-    if not _slow(s, cfg) or s.elapsed_s is None:
+    if not _slow(s, m, cfg) or s.elapsed_s is None:
         return replace(m, slow_since=None)
     if m.slow_since is not None:
         return m
@@ -216,7 +216,7 @@ def _diverging(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Itera
 
 
 def _slowdown(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
-    ratio = _slow(s, cfg)
+    ratio = _slow(s, m, cfg)
     lasted = s.elapsed_s - m.slow_since if s.elapsed_s is not None and m.slow_since is not None else None
     if ratio is None or lasted is None or lasted < cfg.slowdown_for_s:
         return
@@ -265,13 +265,19 @@ RULES: tuple[Rule, ...] = (_crashed, _finished, _stalled, _nan, _diverging, _slo
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-def _slow(s: Snapshot, cfg: AlertConfig) -> float | None:
-    """Throughput as a share of the run's earlier steady rate, when below the configured ratio."""
+def _slow(s: Snapshot, m: RunMemory, cfg: AlertConfig) -> float | None:
+    """Throughput as a share of the run's earlier steady rate, while the run counts as slowed down.
+
+    The estimate of the earlier rate wanders (±0.1 on real logs) as the change point is re-estimated,
+    so an episode, once on, lasts until throughput is back halfway to the earlier rate: a ratio
+    hovering at the threshold must not make a new episode of every crossing.
+    """
     slowdown = s.forecast.slowdown  # current seconds per iteration ÷ the earlier level
     if s.state in ("finished", "crashed") or not slowdown or slowdown <= 0:
         return None
     ratio = 1 / slowdown
-    return ratio if ratio < cfg.slowdown_ratio else None
+    limit = (1 + cfg.slowdown_ratio) / 2 if "slowdown" in m.active else cfg.slowdown_ratio
+    return ratio if ratio < limit else None
 
 
 def _left_on_run_clock(s: Snapshot) -> float | None:

@@ -57,6 +57,11 @@ def _slow_from_400(i: int) -> float:
     return 100.0 if i < 400 else 250.0
 
 
+def _throughput(s: Snapshot, ratio: float) -> Snapshot:
+    """The snapshot with the forecaster's estimate of throughput against the earlier rate set to `ratio`."""
+    return replace(s, forecast=replace(s.forecast, slowdown=1 / ratio))
+
+
 def _one_spike(i: int) -> float:
     return 9.0 if i == 650 else 3.0
 
@@ -88,6 +93,11 @@ SCENARIOS: dict[str, tuple[Callable[[Path], list[Snapshot]], list[list[str]]]] =
         snap(p, run_to(upto, dt_ms=_slow_from_400), off) for upto, off in ((800, 0), (810, 0), (810, 15), (830, 0),
                                                                          (850, 0))],
         [[], [], [], ["slowdown#1"], []]),
+    "slowdown-hovering-at-the-threshold-is-one-episode": (lambda p: [
+        _throughput(snap(p, run_to(upto, dt_ms=_slow_from_400)), ratio)
+        for upto, ratio in ((700, .5), (720, .5), (730, .72), (740, .5), (750, .5), (760, .5), (770, .9), (780, .5),
+                            (800, .5))],
+        [[], ["slowdown#1"], [], [], [], [], [], [], ["slowdown#2"]]),
     "no-slowdown-at-steady-speed": (lambda p: [snap(p, run_to(500), off) for off in (0, 10)], [[], []]),
     "diverging-two-episodes": (lambda p: [
         snap(p, run_to(up, loss=_diverging)) for up in (590, 640, 670, 700, 770, 810, 820)],
