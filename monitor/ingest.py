@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 
+from monitor import bulk
 from monitor.state import RunState
 from parsers.base import Parser
 from parsers.text import clean_segments
 from parsers.timestamps import TimestampParser, detect_prefix
+
+BULK_MIN_LINES = 256
+"""Batches this large read on attach go through monitor.bulk; smaller ones are not worth it."""
 
 _PROGRESS_LIKE = re.compile(r"^(?:iter \d+:|step[ :]?\d+)")
 
@@ -35,11 +39,20 @@ class Ingest:
             self._stamp_decided = True
             if self._stamp is not None:
                 self.state.use_timestamps()
-        for raw in lines:
-            self.feed(raw, arrival)
+        fields = getattr(self.parser, "iter_fields", None)
+        if arrival is None and fields is not None and self._stamp is None and len(lines) >= BULK_MIN_LINES:
+            folded = bulk.feed_text(self.state, "\n".join(lines) + "\n", fields, self._slow,
+                                    self.parser.end_block)  # type: ignore[attr-defined]
+            self.lines += folded  # after the call: `_slow` counted the other lines meanwhile
+        else:
+            self._slow(lines, arrival)
         if self.state.format != self.parser.name:  # an AutoParser switched format
             self.state.format = self.parser.name
             self.state.defaults = dict(getattr(self.parser, "defaults", {}))
+
+    def _slow(self, lines: list[str], arrival: float | None = None) -> None:
+        for raw in lines:
+            self.feed(raw, arrival)
 
     def feed(self, raw: str, arrival: float | None) -> None:
         self.lines += 1

@@ -90,7 +90,7 @@ class RunState:
     overhead_s: float = 0.0  # time of eval/checkpoint iterations beyond a typical step
     overhead_count: int = 0
     nonfinite_since: int | None = None  # first iteration of the current run of NaN/inf losses
-    _recent_dt: deque[float] = field(default_factory=lambda: deque(maxlen=21))
+    recent_dt: deque[float] = field(default_factory=lambda: deque(maxlen=21))  # steady durations, newest last
 
     # ---- settings -------------------------------------------------------------------------
     def setting(self, key: str) -> Setting | None:
@@ -123,7 +123,7 @@ class RunState:
         return "running"
 
     def typical_dt(self) -> float | None:
-        return statistics.median(self._recent_dt) if self._recent_dt else None
+        return statistics.median(self.recent_dt) if self.recent_dt else None
 
     # ---- the fold -------------------------------------------------------------------------
     def apply(self, event: Event, at: float | None = None) -> None:
@@ -205,7 +205,7 @@ class RunState:
             # The script's own cumulative training clock is the truth (modded-nanogpt, nanochat).
             self.clock_s = event.train_time_s
             if dt is not None and not overhead:
-                self._recent_dt.append(dt)
+                self.recent_dt.append(dt)
         elif dt is not None:
             filler = (gap - 1) * (typical if typical is not None else dt)
             self.clock_s += dt + filler
@@ -213,7 +213,7 @@ class RunState:
                 self.overhead_s += dt - typical
                 self.overhead_count += 1
             elif not overhead:
-                self._recent_dt.append(dt)
+                self.recent_dt.append(dt)
         t = at if self.time_axis == "timestamps" and at is not None else self.clock_s
         self.error = None if self.error is not None and event.iter > (prev.iter if prev else -1) else self.error
         point = IterPoint(event.iter, event.loss, dt, t, at, overhead, seg.index, event.tokens_per_s, event.mfu)

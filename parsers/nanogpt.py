@@ -47,6 +47,9 @@ _FUSED = re.compile(r"^using fused AdamW: (True|False)")
 class NanoGptParser:
     name = "nanogpt"
     defaults = DEFAULTS
+    iter_fields = re.compile(
+        rf"^iter ({INT}): loss ({NUM})(?: [A-Za-z]+)?, time ({NUM})ms(?:, mfu ({NUM})%)?", re.M)
+    """One iteration line's fields, for reading runs of them in bulk (monitor.bulk)."""
 
     def __init__(self) -> None:
         self._fatal = Fatal()
@@ -75,6 +78,10 @@ class NanoGptParser:
             if kv is not None:
                 return [ConfigValue(kv[0], kv[1], "config-file")]
         return []
+
+    def end_block(self) -> None:
+        """A run of iteration lines was read in bulk: they end a config block as parse() would."""
+        self._in_config = False
 
     def _startup(self, line: str) -> Event | None:
         m = _CKPT.match(line)
