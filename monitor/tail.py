@@ -188,11 +188,10 @@ class FileTail:
         fd = self._fd
         assert fd is not None
         self._st = st
-        stop = st.st_size
-        if max_bytes is not None:
-            stop = min(stop, self._offset + max(max_bytes, 1))
+        limit = st.st_size
         if self._offset < self._backfill_end:
-            stop = min(stop, self._backfill_end)
+            limit = min(limit, self._backfill_end)  # a read holds backfill or live lines, never both
+        stop = limit if max_bytes is None else min(limit, self._offset + max(max_bytes, 1))
         while self._offset < stop:
             raw = os.pread(fd, min(self._chunk, stop - self._offset), self._offset)
             if not raw:
@@ -202,20 +201,20 @@ class FileTail:
             data = raw
             if b"\0" in raw:
                 data = raw.replace(b"\0", b"")
-                if not data and len(raw) == self._chunk:
-                    self._skip_hole(fd, stop)
+                if not data:  # skipped bytes are not read, so they do not count against max_bytes
+                    self._skip_hole(fd, limit)
             lines.extend(self._splitter.feed(data))
         self._seen = (st.st_size, st.st_mtime_ns)
         return self._offset < st.st_size
 
-    def _skip_hole(self, fd: int, stop: int) -> None:
+    def _skip_hole(self, fd: int, limit: int) -> None:
         """Jump over a NUL hole (a `>` writer's old offset after a truncation) without reading it."""
         try:
             data_at = os.lseek(fd, self._offset, os.SEEK_DATA)
         except OSError:  # no data after the offset, or the filesystem does not know holes
             return
         if data_at > self._offset:
-            self._offset = min(data_at, stop)
+            self._offset = min(data_at, limit)
             self._tail = b""
 
     def _result(self, lines: list[str], backfill: bool, *, reset: bool = False, problem: str | None = None,

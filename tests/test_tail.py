@@ -87,11 +87,13 @@ class Follow:
         self.flags: list[tuple[bool, bool]] = []  # (backfill, reset) of each line's read
         self.resets: list[int] = []  # how many lines had come when a reset was reported
         self.last: TailRead | None = None
+        self.reads = 0
 
     def until(self, done: Callable[[Follow], bool], what: str, *, max_bytes: int | None = None) -> None:
         deadline = time.monotonic() + DEADLINE
         while True:
             read = self.last = self.tail.read(max_bytes)
+            self.reads += 1
             if read.reset:
                 self.resets.append(len(self.lines))
             self.lines += read.lines
@@ -210,6 +212,17 @@ def test_truncation_in_place_restarts_from_the_top(scene: Scene, log: Path, how:
     assert log.read_bytes()[:1] == (b"s" if append else b"\0"), "the scenario did not make the file it is named for"
     if how == "copytruncate":
         assert (log.parent / "out.log.1").read_text().count("\n") == 500
+
+
+def test_attach_to_a_log_that_starts_with_a_nul_hole(scene: Scene, log: Path) -> None:
+    # A `>` writer truncated before the tail started: the file begins with a hole of NULs.
+    writer = scene.writer(append=False)
+    writer.do("block 20000", "truncate", "lines 5")
+    assert log.read_bytes()[:1] == b"\0"
+    follow = scene.follow()
+    follow.until(follow.count(5), "the lines after the hole", max_bytes=64 << 10)
+    assert follow.lines == [text(n) for n in range(20000, 20005)]
+    assert follow.reads <= 3, "the hole (about 1 MB) was read in 64 KiB slices instead of skipped"
 
 
 def test_truncation_under_a_held_partial_line(scene: Scene, log: Path) -> None:
