@@ -201,7 +201,7 @@ class FileTail:
             data = raw
             if b"\0" in raw:
                 data = raw.replace(b"\0", b"")
-                if not data:  # skipped bytes are not read, so they do not count against max_bytes
+                if not data:  # jump to the next data, past this slice if need be: a hole is not read
                     self._skip_hole(fd, limit)
             lines.extend(self._splitter.feed(data))
         self._seen = (st.st_size, st.st_mtime_ns)

@@ -63,6 +63,21 @@ def test_a_change_to_the_file_wakes_the_wait(waker: Waker, log: Path, change: st
     assert waker.wait(LONG)
 
 
+def test_several_files_in_several_directories(tmp_path: Path) -> None:
+    logs = [tmp_path / "a" / "run.log", tmp_path / "b" / "run.log", tmp_path / "b" / "other.log"]
+    for p in logs:
+        p.parent.mkdir(exist_ok=True)
+        p.write_text("")
+    w = make_waker(map(str, logs))
+    try:
+        w.wait(0)
+        for p in logs:
+            sh('echo "seq 000001" >> "$1"', p)
+            assert w.wait(LONG), p
+    finally:
+        w.close()
+
+
 def test_other_files_in_the_directory_do_not_wake_it(waker: Waker, log: Path) -> None:
     sh('for i in 1 2 3; do echo x >> "$1"; done; echo y > "$2"', log.parent / "ckpt.pt", log.parent / "other.log")
     assert not waker.wait(QUIET)
