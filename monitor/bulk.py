@@ -18,7 +18,6 @@ from itertools import accumulate
 from monitor.state import OUTLIER_FACTOR, IterPoint, RunState
 
 RUN = re.compile(r"(?:^iter [^\n]*\n)+", re.M)
-NONFINITE = re.compile(r"loss [-+]?(?:nan|inf)", re.I)
 MIN_RUN = 16
 POINTS_PER_RUN = 32
 
@@ -51,27 +50,37 @@ def _fold(state: RunState, rows: list[tuple[str, ...]], slow: Callable[[list[str
           block: str) -> int | None:
     """Apply `rows` (iter, loss, ms, mfu as text): how many went in bulk (the rest went through `slow`),
     or None when none could and the whole block needs the line path."""
+    # "iter", "loss", "time", "ms", "mfu" have no n: an n is a nan/inf loss (or a fork's suffix)
     prev, typical = state.last, state.typical_dt()
     if (prev is None or typical is None or state.time_axis != "reconstructed" or not state.segments
-            or prev.segment != state.segments[-1].index or NONFINITE.search(block)):
+            or prev.segment != state.segments[-1].index or "n" in block or "N" in block):
         return None
     first, last, n = int(rows[0][0]), int(rows[-1][0]), len(rows)
     step = (last - first) // (n - 1)
     if first <= prev.iter or step <= 0 or [r[0] for r in rows] != [str(i) for i in range(first, last + 1, step)]:
         return None
-    ms = list(map(float, [r[2] for r in rows]))
+    try:
+        ms = list(map(float, [r[2] for r in rows]))
+    except ValueError:  # the loose bulk pattern let something odd through: the line path decides
+        return None
     interval = int(state.number("eval_interval") or 0)
     limit = OUTLIER_FACTOR * typical * 1000
     special = [j for j, d in enumerate(ms) if d > limit or (interval > 0 and (first + j * step) % interval == 0)]
-    lines = block.split("\n") if special else []
-    start = 0
+    lines: list[str] = []
+    start = folded = 0
     for j in [*special, n]:
         if j > start:
-            _stretch(state, rows[start:j], ms[start:j], step)
+            try:
+                _stretch(state, rows[start:j], ms[start:j], step)
+                folded += j - start
+            except ValueError:  # a number the loose pattern let through: the line path decides
+                lines = lines or block.split("\n")
+                slow(lines[start:j])
         if j < n:
+            lines = lines or block.split("\n")
             slow([lines[j]])
         start = j + 1
-    return n - len(special)
+    return folded
 
 
 def _stretch(state: RunState, rows: list[tuple[str, ...]], ms: list[float], step: int) -> None:
@@ -87,12 +96,15 @@ def _stretch(state: RunState, rows: list[tuple[str, ...]], ms: list[float], step
     elapsed = list(accumulate(ms))
     n = len(rows)
     keep = max(1, n // POINTS_PER_RUN)
+    points = []
     for j in [*range(keep - 1, n - 1, keep), n - 1]:
         it, loss, _, mfu = rows[j][:4]
         mfu_v = float(mfu) / 100 if mfu and not mfu.startswith("-") else None
         t = clock0 + lead + elapsed[j] / 1000 + j * fill
-        state.iters.append(IterPoint(int(it), float(loss), ms[j] / 1000, t, None, False, seg.index, None, mfu_v))
-    state.last = state.iters.points[-1]
+        points.append(IterPoint(int(it), float(loss), ms[j] / 1000, t, None, False, seg.index, None, mfu_v))
+    for point in points:  # converted first: an odd number raises before the state changed
+        state.iters.append(point)
+    state.last = points[-1]
     state.clock_s = state.last.t
     state.recent_dt.extend(d / 1000 for d in ms[-(state.recent_dt.maxlen or n):])
     state.iteration_lines += n

@@ -76,6 +76,8 @@ def _decode(raw: bytes) -> str:
 def _decode_lines(body: bytes) -> list[str]:
     text = body.decode("utf-8", "replace")
     lines = text.split("\n")
-    if len(body) > MAX_LINE_BYTES and any(len(ln) > MAX_LINE_BYTES for ln in lines):
+    if len(body) > MAX_LINE_BYTES and max(map(len, lines)) > MAX_LINE_BYTES:
         lines = [ln[:MAX_LINE_BYTES] for ln in lines]
-    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    if "\r\n" in text:  # CRLF line ends (screen logs)
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    return lines

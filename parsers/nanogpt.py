@@ -47,9 +47,10 @@ _FUSED = re.compile(r"^using fused AdamW: (True|False)")
 class NanoGptParser:
     name = "nanogpt"
     defaults = DEFAULTS
-    iter_fields = re.compile(
-        rf"^iter ({INT}): loss ({NUM})(?: [A-Za-z]+)?, time ({NUM})ms(?:, mfu ({NUM})%)?", re.M)
-    """One iteration line's fields, for reading runs of them in bulk (monitor.bulk)."""
+    iter_fields = re.compile(r"^iter (\d{1,18}): loss ([-\d.e+]+)(?: [A-Za-z]+)?, time ([\d.e+]+)ms"
+                             r"(?:, mfu ([-\d.]+)%)?", re.M)
+    """One iteration line's fields, for reading runs of them in bulk (monitor.bulk): a looser pattern
+    than the line parser's, for speed; the numbers are checked when converted."""
 
     def __init__(self) -> None:
         self._fatal = Fatal()
