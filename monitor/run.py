@@ -19,6 +19,7 @@ from monitor import snapshot
 from monitor.energy import from_power_flag
 from monitor.ingest import Ingest
 from monitor.load import new_ingest
+from monitor.preview import preview
 from monitor.snapshot import Snapshot
 from monitor.state import Note, RunState
 from monitor.tail import FileTail, TailRead
@@ -62,10 +63,13 @@ class Follower:
         self.pending = False  # the tail has more to read right now
         self.dirty = True  # changed since its last snapshot
         self.backfill_slice = backfill_slice
+        self.preview: Ingest | None = None  # a big log's head and tail, shown until it is read whole
         self._last_read_at: float | None = None
 
     def step(self, now: float) -> bool:
         """Read what is new; True when anything changed."""
+        if self.backfilling and self.ingest is None and self.preview is None:
+            self.preview = preview(self.spec.log, format=self.spec.format, user=self.spec.user)
         read = self.tail.read(self.backfill_slice if self.backfilling else None)
         self.pending = read.pending
         changed = read.problem != self.problem
@@ -81,6 +85,7 @@ class Follower:
             changed = True
         if self.backfilling and not read.pending:
             self.backfilling = False
+            self.preview = None
         self._last_read_at = now
         return changed
 
@@ -113,17 +118,18 @@ class Follower:
 
     def _restart(self) -> None:
         """The file was truncated or replaced: a new run in the same path. Keep nothing of the old one."""
-        self.ingest = None
+        self.ingest = self.preview = None
         self.buffered = False
         self.backfilling = True
 
     def snapshot(self, now: float, **telemetry: object) -> Snapshot:
         """`telemetry`: energy, gpus, gpu_peak_flops… from the Monitor's extras hook (monitor.telemetry)."""
         spec = self.spec
-        if self.ingest is None:
+        shown = self.preview if self.preview is not None else self.ingest
+        if shown is None:
             state, lines, errors = RunState(format=spec.format or "unknown"), 0, 0
         else:
-            state, lines, errors = self.ingest.state, self.ingest.lines, self.ingest.parse_errors
+            state, lines, errors = shown.state, shown.lines, shown.parse_errors
         if "energy" not in telemetry and spec.power_watts is not None:
             telemetry["energy"] = from_power_flag(spec.power_watts, state.clock_s if state.last else None)
         return snapshot.build(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,

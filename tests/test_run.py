@@ -103,3 +103,27 @@ def test_listeners_see_every_publish_and_a_failing_listener_does_not_stop_the_lo
         wait_for(lambda: 10 in seen)
     finally:
         mon.stop()
+
+
+def test_a_big_log_shows_its_head_and_tail_before_it_is_read_whole(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor import preview
+    from monitor.simulate import SimConfig, write
+
+    log = tmp_path / "big.log"
+    write(SimConfig(seed=1, log_interval=1, max_iters=20000), str(log), instant=True)
+    monkeypatch.setattr(preview, "PREVIEW_ABOVE", 64 << 10)
+    monkeypatch.setattr(preview, "HEAD", 16 << 10)
+    monkeypatch.setattr(preview, "TAIL", 64 << 10)
+    mon = Monitor([RunSpec(str(log), "big")])
+    mon.followers[0].backfill_slice = 64 << 10  # read in many slices, as a 1 GB log would be
+    mon.step()
+    first = mon.snapshots()[0]
+    assert mon.followers[0].backfilling, "the whole log is not read yet"
+    assert first.iter == 20000 and first.max_iters == 20000 and first.forecast.iter_s is not None
+    while mon.followers[0].backfilling:
+        mon.step()
+    full = mon.snapshots()[0]
+    assert full.iter == first.iter and full.train_loss == first.train_loss
+    assert full.lines > first.lines
+    mon.stop()
