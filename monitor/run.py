@@ -24,6 +24,9 @@ from monitor.snapshot import Snapshot
 from monitor.state import Note, RunState
 from monitor.tail import FileTail, TailRead
 from monitor.wake import Waker, make_waker
+from parsers.base import feed
+from parsers.detect import PARSERS, make_parser
+from parsers.events import ConfigValue, Iteration, RunStart
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,23 @@ class RunSpec:
 Listener = Callable[[tuple[Snapshot, ...]], None]
 
 
+def starts_new_run(ingest: Ingest, lines: list[str]) -> bool:
+    """After a truncation or a replacement: do these first lines start a new run, or continue this one
+    (logrotate copytruncate of a running job)? A startup banner, or iterations that fall back, is new."""
+    probe = make_parser(ingest.state.format if ingest.state.format in PARSERS else None)
+    last = ingest.state.last
+    for raw in lines[:NEW_RUN_PROBE]:
+        for event in feed(probe, raw):
+            if isinstance(event, RunStart) or (isinstance(event, ConfigValue) and event.key == "config_file"):
+                return True
+            if isinstance(event, Iteration):
+                return last is None or event.iter < last.iter
+    return False
+
+
+NEW_RUN_PROBE = 500
+
+
 class Follower:
     """One log: its tail, its parser and state, and the bookkeeping views need (buffering, problems)."""
 
@@ -64,19 +84,24 @@ class Follower:
         self.dirty = True  # changed since its last snapshot
         self.backfill_slice = backfill_slice
         self.preview: Ingest | None = None  # a big log's head and tail, shown until it is read whole
+        self._reset_seen = False  # truncated or replaced: the next lines tell a new run from copytruncate
         self._last_read_at: float | None = None
 
     def step(self, now: float) -> bool:
         """Read what is new; True when anything changed."""
         if self.backfilling and self.ingest is None and self.preview is None:
             self.preview = preview(self.spec.log, format=self.spec.format, user=self.spec.user)
-        read = self.tail.read(self.backfill_slice if self.backfilling else None)
+        read = self.tail.read(self.backfill_slice)  # in slices: a burst never stalls the other logs
         self.pending = read.pending
         changed = read.problem != self.problem
         self.problem = read.problem
         if read.reset and self.ingest is not None:
-            self._restart()
-            changed = True
+            self._reset_seen = True
+        if self._reset_seen and read.lines:
+            self._reset_seen = False
+            if self.ingest is not None and starts_new_run(self.ingest, read.lines):
+                self._restart()
+                changed = True
         if read.lines:
             if self.ingest is None:
                 self.ingest = new_ingest("\n".join(read.lines[:200]).encode(), format=self.spec.format,

@@ -127,3 +127,30 @@ def test_a_big_log_shows_its_head_and_tail_before_it_is_read_whole(tmp_path: Pat
     assert full.iter == first.iter and full.train_loss == first.train_loss
     assert full.lines > first.lines
     mon.stop()
+
+
+def _lines(first: int, last: int) -> str:
+    return "".join(f"iter {i}: loss 1.0, time 10.00ms, mfu 1.00%\n" for i in range(first, last + 1, 10))
+
+
+@pytest.mark.parametrize(("new_content", "last", "max_iters"), [
+    (_lines(510, 600), 600, 1000),  # copytruncate of the running job: it goes on where it was
+    ("Overriding config with config/x.py:\nmax_iters = 100\n" + _lines(0, 50), 50, 100),  # a new run, same path
+    (_lines(0, 50), 50, None),  # iterations fall back: a restart, whose log states no max_iters
+], ids=["copytruncate-continues", "new-run-banner", "iterations-fall-back"])
+def test_after_a_truncation_the_state_continues_or_restarts(tmp_path: Path, new_content: str, last: int,
+                                                            max_iters: int | None) -> None:
+    log = tmp_path / "out.log"
+    log.write_text("Overriding: max_iters = 1000\n" + _lines(0, 500))
+    mon = Monitor([RunSpec(str(log), "run")], poll_interval=0.05)
+    mon.step()
+    assert mon.snapshots()[0].iter == 500
+    log.write_text("")  # truncated in place (the tail sees the size fall)
+    mon.step()
+    with log.open("a") as fh:
+        fh.write(new_content)
+    mon.step()
+    mon.step()
+    snap = mon.snapshots()[0]
+    assert (snap.iter, snap.max_iters) == (last, max_iters)
+    mon.stop()
