@@ -48,8 +48,8 @@ class AlertPump:
             seen = self._lines.get(s.log)
             if seen is None:  # first sight: what an earlier daemon already sent for this run
                 memory = memory.with_run(s.log, self.store.load(s.log) or RunMemory())
-            elif s.lines < seen:  # the follower started over: the file was truncated or replaced
-                memory = memory.with_run(s.log, RunMemory())
+            elif s.lines < seen and not backlog:  # the follower started over: a new run in the same path
+                memory = memory.with_run(s.log, RunMemory())  # (in a backlog: a big log's preview giving way)
             loaded = memory.run(s.log).durable()
             memory, new = evaluate(memory, [s], now, self.cfg, quiet=backlog or seen is None)
             if memory.run(s.log).durable() != loaded:

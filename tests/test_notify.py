@@ -275,6 +275,29 @@ def test_pump_restart_repeats_nothing(tmp_path: Path) -> None:
     assert daemon(tmp_path / "no-state") == ["finishing"], "without the state file it would repeat"
 
 
+def test_pump_keeps_the_saved_state_while_a_big_log_is_read(tmp_path: Path) -> None:
+    """A big log is first shown as a preview (its head and tail), then read whole in slices: the line
+    count drops when the preview gives way, which is not a new run."""
+    log, state = tmp_path / "run.log", AlertStore(str(tmp_path / "state"))
+    first: list[Alert] = []
+    pump = AlertPump(None, CFG, busy=lambda: False, store=state, toast=first.append)
+    pump.on_snapshots((_run(log, 600),))
+    pump.on_snapshots((_run(log, 750),))
+    assert [a.key for a in first] == ["finishing"]
+
+    busy, toasts = Busy(), list[Alert]()
+    pump = AlertPump(None, CFG, busy=busy, store=state, toast=toasts.append)
+    preview = _run(log, 760)
+    not_yet = replace(preview.forecast, iter_s=1.0)  # the backlog's forecasts: not yet within the lead
+    busy.on = True
+    pump.on_snapshots((replace(preview, forecast=not_yet, lines=preview.lines + 10_000),))
+    pump.on_snapshots((replace(preview, forecast=not_yet, lines=100),))  # the first slice
+    busy.on = False
+    pump.on_snapshots((replace(preview, forecast=not_yet),))
+    pump.on_snapshots((_run(log, 770),))
+    assert toasts == []
+
+
 def test_pump_treats_a_rewritten_file_as_a_new_run(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     toasts: list[Alert] = []
