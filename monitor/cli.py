@@ -63,6 +63,18 @@ def _following(p: argparse.ArgumentParser) -> None:
                    help="apprise URL (ntfy://topic, slack://…, json://host:port/path…); repeatable")
     n.add_argument("--notify-before", type=parse_duration, metavar="DURATION",
                    help="'finishing soon' lead time (default 10m)")
+    n.add_argument("--notify-milestones", type=_fractions, metavar="25,50,75",
+                   help="also notify at these percentages of the run (default: none)")
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) / 100 for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of percentages: {text!r}") from None
+    if not all(0 < v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"percentages must be between 0 and 100: {text!r}")
+    return values
 
 
 def _int_list(text: str) -> list[int]:
@@ -194,6 +206,26 @@ def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemet
     return monitor, telemetry
 
 
+def start_alerts(args: argparse.Namespace, cfg: Config, monitor: Monitor, *,
+                 bell: Callable[[], None] | None = None, toast: Callable[[Any], None] | None = None,
+                 state_dir: str | None = None) -> Any:
+    """The alert rules on every publish, delivered off the writer thread; returns the notifier (close it)."""
+    from exporters.alert_pump import AlertPump
+    from exporters.notify import Notifier
+    from monitor.alert_state import AlertStore
+    from monitor.alerts import AlertConfig
+
+    urls = list(getattr(args, "notify", None) or ()) or list(cfg.options.get("notify", ()))
+    milestones = getattr(args, "notify_milestones", None) or tuple(
+        v / 100 for v in cfg.options.get("notify_milestones", ()))
+    notifier = Notifier(urls, bell=bell)
+    pump = AlertPump(notifier, AlertConfig(notify_before_s=option(args, cfg, "notify_before", 600.0),
+                                           milestones=milestones),
+                     busy=monitor.busy, toast=toast, store=AlertStore(state_dir))
+    monitor.subscribe(pump.on_snapshots)
+    return notifier
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     monitor, telemetry = new_monitor(args, cfg)
@@ -211,11 +243,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGHUP, reload)
     server = start_metrics(args, option(args, cfg, "listen", "127.0.0.1"), monitor, telemetry)
+    notifier = start_alerts(args, cfg, monitor)
     monitor.start()
     try:
         stop.wait()
     finally:
         monitor.stop()
+        notifier.close()
         telemetry.close()
         server.shutdown()  # type: ignore[attr-defined]
     return 0
@@ -234,12 +268,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         monitor = Monitor([spec], poll_interval=0.25)
         telemetry = Telemetry(BackgroundSampler(SimulatedGpu(args.seed)), rescan_s=1.0)
         monitor.extras = telemetry
-        monitor.start()
+        notifiers: list[Any] = []
+
+        def wire(app: Any) -> None:
+            """Alerts as toasts in the demo (nothing is sent anywhere, nothing is remembered)."""
+            notifiers.append(start_alerts(args, Config(), monitor, state_dir=tmp,
+                                          toast=lambda a: app.notify_alert(a.title, a.body, a.level)))
+            monitor.start()
+
         try:
             return run_tui(monitor.snapshots, title="trainwatch demo — a simulated run on a simulated GPU",
-                           gpu_status=telemetry.status())
+                           gpu_status=telemetry.status(), on_start=wire)
         finally:
             monitor.stop()
+            for notifier in notifiers:
+                notifier.close()
             telemetry.close()
             writer.stop()
 
@@ -277,11 +320,20 @@ def cmd_watch(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     monitor, telemetry = new_monitor(args, cfg)
     server = start_metrics(args, args.metrics, monitor, telemetry) if args.metrics else None
-    monitor.start()
+    notifiers: list[Any] = []
+
+    def wire(app: Any) -> None:
+        """The TUI rings the bell and shows a toast for each alert, beside the configured destinations."""
+        notifiers.append(start_alerts(args, cfg, monitor, bell=lambda: app.call_from_thread(app.bell),
+                                      toast=lambda a: app.notify_alert(a.title, a.body, a.level)))
+        monitor.start()
+
     try:
-        return run_tui(monitor.snapshots, gpu_status=telemetry.status())
+        return run_tui(monitor.snapshots, gpu_status=telemetry.status(), on_start=wire)
     finally:
         monitor.stop()
+        for notifier in notifiers:
+            notifier.close()
         telemetry.close()
         if server is not None:
             server.shutdown()  # type: ignore[attr-defined]

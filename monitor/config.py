@@ -28,7 +28,7 @@ GLOBAL_KEYS: dict[str, type | tuple[type, ...]] = {
     **{k: v for k, v in RUN_KEYS.items() if k not in ("log", "name")},
     "listen": str, "poll": bool, "poll_interval": (str, int, float), "notify_before": (str, int, float),
     "keep_finished": (str, int, float), "max_runs": int, "gpu": list, "peak_flops": (int, float),
-    "logs": list,
+    "logs": list, "notify_milestones": list,
 }
 SETTINGS = ("max_iters", "tokens_per_iter", "eval_interval", "dataset_tokens")
 
