@@ -6,6 +6,8 @@ drawn in `render`, so an unchanged chart costs nothing between refreshes.
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
@@ -23,6 +25,9 @@ PAUSE = (255, 90, 90)
 LEVEL = (200, 200, 200)
 
 
+REDRAW_S = 2.0
+"""A chart is redrawn at most this often: at 10 lines/s it would change on every refresh, and plotext's
+build is most of the UI's cost. Numbers elsewhere still update on every refresh."""
 XLABEL_MIN_HEIGHT = 12  # below this the axis label's row is worth more as plot
 
 
@@ -65,7 +70,21 @@ def _unit(d: SpeedData) -> tuple[float, str]:
     return (1000.0, "s") if (d.level_ms or d.top or 0) >= 1000 else (1.0, "ms")
 
 
-class LossChart(PlotextPlot):
+class Chart(PlotextPlot):
+    """A plotext chart that takes snapshots, redrawn at most every REDRAW_S seconds."""
+
+    _drawn_at: float | None = None
+
+    def _due(self) -> bool:
+        """A change is drawn now if the last drawing is old enough; otherwise at a later refresh."""
+        now = time.monotonic()
+        if self._drawn_at is not None and now - self._drawn_at < REDRAW_S:
+            return False
+        self._drawn_at = now
+        return True
+
+
+class LossChart(Chart):
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
         self.log_scale = False
@@ -76,7 +95,7 @@ class LossChart(PlotextPlot):
 
     def show(self, s: Snapshot) -> None:
         key = (len(s.history), s.history[-1] if s.history else None, len(s.evals), s.evals[-1] if s.evals else None)
-        if key != self._key:
+        if key != self._key and self._due():
             self._key, self._snap = key, s
             self._prepare()
 
@@ -112,7 +131,7 @@ class LossChart(PlotextPlot):
         return super().render()
 
 
-class SpeedChart(PlotextPlot):
+class SpeedChart(Chart):
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
         self._snap: Snapshot | None = None
@@ -121,7 +140,7 @@ class SpeedChart(PlotextPlot):
 
     def show(self, s: Snapshot) -> None:
         key = (len(s.history), s.history[-1] if s.history else None, s.forecast.iter_s, s.forecast.tokens_per_s)
-        if key != self._key:
+        if key != self._key and self._due():
             self._key, self._snap = key, s
             self._prepare()
 

@@ -72,7 +72,9 @@ def gpu_text(gpus: Sequence[object], no_gpu: str) -> Text:
 
 
 class GpuPanel(TextPanel):
+    _count = -1
     def show(self, gpus: Sequence[object], no_gpu: str) -> None:
         self.set_class(not gpus, "-none")  # one borderless line instead of an empty box
         text = gpu_text(gpus, no_gpu)
-        self.show_content(text, text)
+        self.show_content(text, text, layout=len(gpus) != self._count)  # its height is one line per GPU
+        self._count = len(gpus)

@@ -22,6 +22,9 @@ STATE_STYLE = {
 }
 
 
+QUIET_S = 30.0  # silence worth mentioning in the header
+
+
 def state_badge(state: str) -> Text:
     return Text(f" {state} ", style=STATE_STYLE.get(state, "reverse"))
 
@@ -48,8 +51,10 @@ def header_text(s: Snapshot, ctx: ViewContext) -> Text:
     t.append_text(state_badge(s.state))
     t.append("  ")
     t.append(gpu_label(s.gpus, ctx.no_gpu), "dim" if not s.gpus else "")
-    if s.last_progress_at is not None and s.state not in ("finished", "crashed"):
-        t.append(f"  · last progress {duration(ctx.now - s.last_progress_at)} ago", "dim")
+    silence = ctx.now - s.last_progress_at if s.last_progress_at is not None else None
+    if silence is not None and silence >= QUIET_S and s.state not in ("finished", "crashed"):
+        # Only once it says something: a ticking "2s ago" would redraw the header every second for nothing.
+        t.append(f"  · last progress {duration(silence)} ago", "bold orange1" if s.state == "stalled" else "dim")
     if not ctx.following:
         t.append("  ⏸ frozen (f: follow)", "bold yellow")
     return t

@@ -16,7 +16,9 @@ class TextPanel(Static):
         super().__init__(markup=False, id=id)  # belt and braces: every panel passes Text, never a markup string
         self.border_title = title
 
-    def show_content(self, key: object, renderable: RenderableType) -> None:
+    def show_content(self, key: object, renderable: RenderableType, *, layout: bool = False) -> None:
+        """`layout`: the panel's size may change with this content (the CSS fixes all others' sizes, and a
+        layout pass over the whole screen costs more than drawing the panel)."""
         if key != self._shown:
             self._shown = key
-            self.update(renderable)
+            self.update(renderable, layout=layout)
