@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from exporters.tui.overview import Overview
 from exporters.tui.progress import ProgressPanel
 from exporters.tui.run_view import RunView
 from exporters.tui.stats import StatsPanel
+from exporters.tui.terminal import logs_held
 from monitor.errors import TrainwatchError
 from monitor.snapshot import Snapshot
 from monitor.state import EvalPoint, IterPoint, Note
@@ -489,3 +492,23 @@ async def test_follows_the_real_writer_loop(tmp_path: Path) -> None:
             assert " finished " in widget_text(app, app.query_one(RunHeader))
     finally:
         monitor.stop()
+
+
+def test_log_lines_are_held_while_the_tui_owns_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with logs_held() as held:
+            logging.getLogger("x").info("following 1 log")
+            logging.getLogger("x").warning("notifier failed: [red]x[/]")
+            assert capsys.readouterr().err == ""  # nothing reaches the screen while the app runs
+            assert len(held) == 2
+        assert capsys.readouterr().err == "WARNING notifier failed: [red]x[/]\n"  # warnings, once it is back
+        assert handler in root.handlers
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)

@@ -22,6 +22,7 @@ from exporters.tui.context import ViewContext
 from exporters.tui.help import HelpScreen
 from exporters.tui.overview import Overview
 from exporters.tui.run_view import RunView
+from exporters.tui.terminal import logs_held
 from monitor.errors import TrainwatchError
 from monitor.snapshot import Snapshot
 
@@ -184,5 +185,6 @@ def run_tui(source: Source, *, on_start: Callable[[TrainwatchApp], object] | Non
     app = TrainwatchApp(source, **kw)  # type: ignore[arg-type]
     if on_start is not None:
         on_start(app)
-    app.run()
+    with logs_held():
+        app.run()
     return app.return_code or 0

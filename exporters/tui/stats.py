@@ -55,7 +55,7 @@ def stats_text(s: Snapshot) -> Text:
     _row(t, "MFU", real, logged)
     _row(t, "energy", *_energy(s))
     if s.cost is not None:
-        _row(t, "cost", f"{s.cost:.2f}" if s.cost >= 1 else f"{s.cost:.3g}")
+        _row(t, "cost", f"{s.cost:.2f}" if s.cost >= 0.01 else "< 0.01")
     _row(t, "time", f"{duration(s.elapsed_s)} so far",
          _dim(f"  {iter_time(fc.iter_s)}/iter") if fc.iter_s is not None else "")
     _row(t, "saves", f"{s.checkpoints} checkpoints", _dim(f"  {s.lines:,} lines"),
