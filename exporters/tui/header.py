@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.table import Table
 from rich.text import Text
+from textual.app import RenderResult
+from textual.widget import Widget
 
 from exporters.tui.context import ViewContext
-from exporters.tui.panel import TextPanel
 from monitor.snapshot import Snapshot
 from monitor.units import duration
 
@@ -60,16 +60,33 @@ def header_text(s: Snapshot, ctx: ViewContext) -> Text:
     return t
 
 
-def header(s: Snapshot, ctx: ViewContext) -> Table:
-    """Run, state, GPU on the left; the app's title on the right, given the room that is left."""
-    grid = Table.grid(expand=True)
-    grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-    grid.add_column(justify="right", no_wrap=True, overflow="ellipsis", max_width=max(10, len(ctx.title) + 2))
-    grid.add_row(header_text(s, ctx), Text(f" {ctx.title} ", "bold reverse"))
-    return grid
+def fit(left: Text, title: str, width: int) -> Text:
+    """The title goes right, into the room the run's own line leaves; it is the first thing to give way."""
+    line = left.copy()
+    room = width - left.cell_len - 2
+    if room >= 8:
+        label = f" {title} " if len(title) + 2 <= room else f" {title[:room - 3]}… "
+        line.append(" " * (width - left.cell_len - len(label)))
+        line.append(label, "bold reverse")
+    return line
 
 
-class RunHeader(TextPanel):
+class RunHeader(Widget):
+    """Drawn in `render` because what fits depends on the width."""
+
+    DEFAULT_CSS = "RunHeader { height: 1; }"
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._shown: tuple[Text, str] | None = None
+
     def show(self, s: Snapshot, ctx: ViewContext) -> None:
-        text = header_text(s, ctx)
-        self.show_content((text, ctx.title), header(s, ctx))
+        shown = (header_text(s, ctx), ctx.title)
+        if shown != self._shown:
+            self._shown = shown
+            self.refresh()
+
+    def render(self) -> RenderResult:
+        if self._shown is None:
+            return Text()
+        return fit(*self._shown, self.size.width)
