@@ -147,6 +147,18 @@ async def test_finished_run(tmp_path: Path) -> None:
     assert "5,000 / 5,000  100.0 %" in text and "finished" in text and "after 1m 59s" in text
 
 
+@pytest.mark.asyncio
+async def test_the_example_log_caught_running_and_finished(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "shakespeare-char.log"
+    running = from_log(head(example, tmp_path / "running.log", 300), run="shakespeare-char")
+    assert running.state in ("running", "evaluating") and running.forecast.eta_s is not None
+    text = await shown(app_for(running), ProgressPanel)
+    assert f"{running.iter:,} / 5,000" in text and "ETA " in text and " – " in text and "finishes ~" in text
+    finished = from_log(example)
+    text = await shown(app_for(finished), ProgressPanel)
+    assert "5,000 / 5,000  100.0 %" in text and "finished" in text
+
+
 # ---- charts -----------------------------------------------------------------------------------------
 
 @pytest.mark.asyncio
