@@ -44,7 +44,7 @@ class Pane:
     """trainwatch in its own tmux server (private socket), at 120×40."""
 
     def __init__(self, log: Path, name: str) -> None:
-        self.socket = f"tw-bench-{os.getpid()}-{name}"
+        self.socket = str(log.parent / f"tmux-{name}.sock")  # a private server, removed with the directory
         # Not exec'd: if trainwatch dies, the shell stays and the pane keeps its last words for the error.
         cmd = " ".join(f"'{a}'" for a in [*trainwatch(), str(log), "--no-gpu"]) + "; echo exited $?; sleep 600"
         env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX")}
@@ -56,7 +56,7 @@ class Pane:
         self.process = shell.children()[0]
 
     def _tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True,
+        return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=True,
                               env=env, timeout=30).stdout
 
     def screen(self) -> str:
@@ -79,7 +79,7 @@ class Pane:
         return next(t.user_time + t.system_time for t in self.process.threads() if t.id == self.process.pid)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=30)
 
 
 def simulated_lines(max_iters: int, log_interval: int, path: Path) -> list[bytes]:

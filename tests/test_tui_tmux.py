@@ -31,13 +31,15 @@ def trainwatch() -> list[str]:
 
 
 class Tmux:
-    def __init__(self, socket: str, env: dict[str, str]) -> None:
+    """A private tmux server: its socket is a file of the test's own temporary directory."""
+
+    def __init__(self, socket: Path, env: dict[str, str]) -> None:
         self.socket = socket
         self.env = env
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, env=self.env,
-                              timeout=30)
+        return subprocess.run(["tmux", "-S", str(self.socket), *args], capture_output=True, text=True,
+                              env=self.env, timeout=30)
 
     def screen(self) -> str:
         return self("capture-pane", "-p", "-t", "tw").stdout
@@ -56,7 +58,7 @@ class Tmux:
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX", "TEXTUAL")}
-    t = Tmux(f"trainwatch-test-{os.getpid()}", env)
+    t = Tmux(tmp_path / "tmux.sock", env)
     yield t
     t("kill-server")
 
