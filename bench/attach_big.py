@@ -9,7 +9,7 @@ prefixes (runs in progress without the resume). For each size, in a fresh child 
 - the first snapshot: `Monitor([spec]).step()` from nothing; checked against the file (config's
   max_iters, the last iteration and its loss, an ETA);
 - the full history: `step()` until nothing is left to read; checked the same way, plus the line count;
-- peak RSS (ru_maxrss) and RSS sampled after every step;
+- peak RSS (VmHWM: ru_maxrss would also count this process's memory at the fork) and RSS after every step;
 and in this process, with the file in the page cache, `grep -c '^iter '` on the same file (best of 2).
 The files are deleted at the end unless --keep. --profile runs cProfile over the smallest size's full
 read and prints where the time goes.
@@ -23,7 +23,6 @@ import json
 import os
 import pstats
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -96,9 +95,9 @@ def grep_seconds(path: Path) -> tuple[float, int]:
 
 # ---- the child: one attach, measured ------------------------------------------------------------
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss_mb(field: str = "VmRSS") -> float:
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith(field + ":")) / 1024
 
 
 def check(snap: Snapshot, want: dict[str, object]) -> list[str]:
@@ -137,7 +136,7 @@ def measure(path: Path, want: dict[str, object]) -> dict[str, object]:
     curve = [round(next(r for off, r in samples if off >= q * size)) for q in (0.25, 0.5, 0.75, 1.0)] if samples else []
     return {"first_s": first_s, "first_wrong": check(first, want), "first_rss_mb": first_rss, "full_s": full_s,
             "full_wrong": wrong_full, "steps": steps, "base_rss_mb": base, "rss_curve_mb": curve,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": rss_mb("VmHWM"),
             "history_points": len(full.history)}
 
 
