@@ -189,7 +189,7 @@ def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telem
     return server
 
 
-def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemetry]:
+def new_monitor(args: argparse.Namespace, cfg: Config, *, min_publish_s: float = 0.0) -> tuple[Monitor, Telemetry]:
     """The writer loop for the logs of `args` and `cfg`, with GPU telemetry unless --no-gpu."""
     from monitor.gpu import BackgroundSampler, make_sampler
 
@@ -199,7 +199,7 @@ def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemet
     monitor = Monitor(sources=follow_sources(args, cfg), poll_interval=option(args, cfg, "poll_interval", 1.0),
                       force_poll=option(args, cfg, "poll", False),
                       keep_finished_s=option(args, cfg, "keep_finished", None),
-                      max_runs=option(args, cfg, "max_runs", 100))
+                      max_runs=option(args, cfg, "max_runs", 100), min_publish_s=min_publish_s)
     monitor.extras = telemetry
     log.info("following %d log(s) with %s; GPUs: %s", len(monitor.followers), monitor.waker.mode,
              telemetry.status())
@@ -265,7 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         path = os.path.join(tmp, "shakespeare-char.log")
         writer = simulate.start(cfg, path, speed=args.speed)
         spec = RunSpec(path, "shakespeare-char (simulated)", price_per_kwh=DEMO_PRICE)
-        monitor = Monitor([spec], poll_interval=0.25)
+        monitor = Monitor([spec], poll_interval=0.25, min_publish_s=TUI_PUBLISH_S)
         telemetry = Telemetry(BackgroundSampler(SimulatedGpu(args.seed)), rescan_s=1.0)
         monitor.extras = telemetry
         notifiers: list[Any] = []
@@ -288,6 +288,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 DEMO_PRICE = 0.30  # per kWh, to show the cost line
+TUI_PUBLISH_S = 0.25
+"""The live view reads snapshots twice a second; `serve` publishes at once (scrapes want the latest line)."""
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -318,7 +320,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from exporters.tui.app import run_tui
 
     cfg = load_config(args.config)
-    monitor, telemetry = new_monitor(args, cfg)
+    monitor, telemetry = new_monitor(args, cfg, min_publish_s=TUI_PUBLISH_S)
     server = start_metrics(args, args.metrics, monitor, telemetry) if args.metrics else None
     notifiers: list[Any] = []
 

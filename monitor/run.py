@@ -178,11 +178,14 @@ class Monitor:
 
     def __init__(self, specs: Sequence[RunSpec] = (), *, sources: Sources | None = None, poll_interval: float = 1.0,
                  force_poll: bool = False, clock: Callable[[], float] = time.time, republish_s: float = 1.0,
-                 rescan_s: float = 5.0, keep_finished_s: float | None = None, max_runs: int = 100) -> None:
+                 rescan_s: float = 5.0, keep_finished_s: float | None = None, max_runs: int = 100,
+                 min_publish_s: float = 0.0) -> None:
         self.poll_interval = poll_interval
         self.clock = clock
         self.republish_s = republish_s
         self.rescan_s = rescan_s
+        self.min_publish_s = min_publish_s  # the TUI reads twice a second: publishing more often is waste
+        self._any_publish_at = 0.0
         self.keep_finished_s = keep_finished_s
         self.max_runs = max_runs
         self._sources: Sources = sources if sources is not None else (lambda: specs)
@@ -289,7 +292,8 @@ class Monitor:
                 f.problem = f"{f.spec.log}: {e.strerror or e}"
                 f.dirty = True
             changed |= f.dirty
-        if changed or now - self._published_at >= self.republish_s or not self._snapshots:
+        due = now - self._published_at >= self.republish_s or not self._snapshots
+        if due or (changed and now - self._any_publish_at >= self.min_publish_s):
             self.publish(now)
         return changed
 
@@ -302,6 +306,7 @@ class Monitor:
         count down, stalls appear with time); the others keep their last snapshot."""
         refresh_all = now - self._published_at >= self.republish_s
         old = {s.log: s for s in self._snapshots}
+        self._any_publish_at = now
         snaps = []
         for f in self.followers:
             prev = old.get(f.spec.log)
@@ -320,11 +325,15 @@ class Monitor:
                 log.exception("snapshot listener failed")
 
     def run(self) -> None:
-        """The loop: until stop(). While a tail has more ready, do not wait."""
+        """The loop: until stop(). While a tail has more ready, do not wait; a change held back by
+        `min_publish_s` is published when that time is up."""
         while not self._stop.is_set():
             self.step()
             if not self.busy():
-                self.waker.wait(self.poll_interval)
+                timeout = self.poll_interval
+                if any(f.dirty for f in self.followers):
+                    timeout = min(timeout, max(0.0, self.min_publish_s - (self.clock() - self._any_publish_at)))
+                self.waker.wait(timeout)
 
     def start(self) -> None:
         self.step()
