@@ -102,6 +102,7 @@ class Check:
         self.throttles: set[str] = set()
         self.ours: list[GpuSample] = []
         self.launched = self.finished = 0.0
+        self.serve: Serve | None = None
 
     def run(self) -> int:
         a = self.args
@@ -109,6 +110,7 @@ class Check:
         self.launched = time.time()
         shell = subprocess.Popen(f"{train} | tee {self.log} > /dev/null", shell=True, cwd=self.rundir,
                                  stderr=subprocess.PIPE, text=True)
+        self.serve = Serve(self.log, self.rundir) if a.serve else None
         bg = BackgroundSampler(make_sampler(), interval_s=a.interval)
         seen_at = 0.0
         try:
@@ -118,11 +120,17 @@ class Check:
                 if latest and latest[0].at != seen_at:
                     seen_at = latest[0].at
                     self.step(time.time(), latest)
+                if self.serve is not None and self.at_10 is not None and self.serve.at_10 is None:
+                    self.serve.at_10 = self.serve.scrape()
         finally:
             bg.stop()
             if shell.poll() is None:
                 shell.kill()
             shell.wait()
+        if self.serve is not None:
+            time.sleep(2.0)  # the serve process publishes the last line and sees the process gone
+            self.serve.final = self.serve.scrape()
+            self.serve.stop()
         self.finished = time.time()
         self.follow.poll(self.finished)
         self.snap = self.snapshot(self.finished) or self.snap
@@ -183,6 +191,8 @@ class Check:
         self.report_process(stats)
         self.report_energy(stats)
         self.report_forecast(stats)
+        if self.serve is not None:
+            self.serve.report(self.late.energy(self.before_s).joules, self.whole.energy(None).joules)
 
     def report_process(self, stats: dict) -> None:
         say("\n-- process discovery (monitor.procs)")
@@ -261,12 +271,78 @@ class Check:
             f"({pct(at_10.energy_forecast_j, final)})")
 
 
+class Serve:
+    """The real `trainwatch serve` following the same log: what its /metrics say, at ~10 % and at the end."""
+
+    SHOWN = ("trainwatch_run_state", "trainwatch_iteration", "trainwatch_max_iterations", "trainwatch_eta_seconds",
+             "trainwatch_expected_finish_timestamp_seconds", "trainwatch_iteration_duration_seconds",
+             "trainwatch_tokens_per_second", "trainwatch_mfu_ratio", "trainwatch_logged_mfu_ratio",
+             "trainwatch_energy_joules_total", "trainwatch_energy_forecast_joules", "trainwatch_gpu_power_watts",
+             "trainwatch_gpu_memory_used_bytes", "trainwatch_gpu_utilization_ratio", "trainwatch_error_info")
+
+    def __init__(self, log: Path, rundir: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.err = rundir / "serve.err"
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               "XDG_STATE_HOME": str(rundir / "state")}
+        self.proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "serve", str(log), "--listen",
+                                      f"127.0.0.1:{self.port}", "--poll-interval", "0.5"],
+                                     stdout=subprocess.DEVNULL, stderr=self.err.open("w"), env=env, cwd=ROOT)
+        self.at_10: dict[str, float] | None = None
+        self.final: dict[str, float] | None = None
+
+    def scrape(self) -> dict[str, float]:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError as e:
+            say(f"serve: scrape failed: {e}")
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in self.SHOWN and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                if "run_state" in key and value.startswith("0"):
+                    continue
+                out[key] = float(value)
+        return out
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def report(self, reference_j: float | None, whole_j: float | None) -> None:
+        say("\n-- the real `trainwatch serve` on the same log (/metrics)")
+        for label, data in (("at ~10 %", self.at_10), ("at the end", self.final)):
+            say(f"{label}:")
+            for key, value in sorted((data or {}).items()):
+                say(f"  {key} {value:.6g}")
+        energy = next((v for k, v in (self.final or {}).items() if k.startswith("trainwatch_energy_joules")), None)
+        say(f"serve's energy {joules(energy)} vs this check's attach-time meter {joules(reference_j)} "
+            f"({pct(energy, reference_j)}) and the from-launch reference {joules(whole_j)} ({pct(energy, whole_j)})")
+        tail = self.err.read_text().strip().splitlines()[-6:] if self.err.exists() else []
+        for line in tail:
+            say(f"  serve stderr | {line}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=100, help="length of the training loop")
     ap.add_argument("--interval", type=float, default=1.0, help="GPU sampling interval (trainwatch's default)")
     ap.add_argument("--timeout", type=float, default=220, help="give up on the training after this long")
     ap.add_argument("--train-cmd", help="shell command of the training instead of bench/gpu_train.py")
+    ap.add_argument("--no-serve", dest="serve", action="store_false",
+                    help="do not also run `trainwatch serve` (it needs watchdog and prometheus-client)")
     args = ap.parse_args()
     say(f"== trainwatch GPU check  {time.strftime('%Y-%m-%d %H:%M:%S')}  python {platform.python_version()}  "
         f"kernel {platform.release()}")
