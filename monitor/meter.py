@@ -10,11 +10,17 @@ is estimated as the measured mean power × that time, and reported as estimated.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from monitor.gpu import GpuSample
 from monitor.snapshot import Energy
+
+RECENT_S = 120.0
+"""The energy forecast uses the power of this last stretch: a run's start (loading, compiling) draws far
+less than its steady state, and a mean since attach would carry that into the rest of the run."""
+RECENT_POINTS = 4096
 
 
 @dataclass
@@ -30,6 +36,14 @@ class _Track:
     power_s: float = 0.0
     counter_seen: bool = False
     power_only: bool = False  # had intervals without a counter at both ends (other than resets)
+    recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT_POINTS))
+    """(reading time, `joules` then): the power of the last RECENT_S, for the forecast."""
+
+    def recent_power_w(self) -> float | None:
+        if len(self.recent) < 2:
+            return None
+        (t0, j0), (t1, j1) = self.recent[0], self.recent[-1]
+        return (j1 - j0) / (t1 - t0) if t1 > t0 else None
 
 
 class EnergyMeter:
@@ -81,6 +95,9 @@ class EnergyMeter:
         if best is not None:
             t.joules += best
             t.span_s += dt
+            t.recent.append((b.at, t.joules))
+            while t.recent and b.at - t.recent[0][0] > RECENT_S:
+                t.recent.popleft()
 
     def _memory(self, s: GpuSample) -> None:
         ours = [p.used_memory_bytes for p in s.processes if p.pid in self.pids and p.used_memory_bytes is not None]
@@ -150,4 +167,10 @@ class EnergyMeter:
         if source == "none":  # one reading so far: only its power is known
             source = "nvml-counter" if all(t.counter_seen for t in self._tracks.values()) else "nvml-power"
         return Energy(joules=self.measured_joules + (estimated or 0.0), source=source,
-                      estimated_joules=estimated, mean_power_w=mean)
+                      estimated_joules=estimated, mean_power_w=self.recent_power_w() or mean)
+
+    def recent_power_w(self) -> float | None:
+        """Sum over the run's GPUs of each one's power over the last RECENT_S (what the rest will draw)."""
+        powers = [t.recent_power_w() for t in self._tracks.values()]
+        known = [p for p in powers if p is not None]
+        return sum(known) if known and len(known) == len(powers) else None

@@ -17,7 +17,7 @@ class Energy:
     joules: float | None = None
     source: str = "none"
     estimated_joules: float | None = None  # of `joules`, the part estimated (before trainwatch attached)
-    mean_power_w: float | None = None
+    mean_power_w: float | None = None  # the power the rest of the run is expected to draw (recent, steady)
 
 
 @dataclass(frozen=True, slots=True)

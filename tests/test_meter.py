@@ -123,3 +123,20 @@ def test_memory_unknown():
     meter = EnergyMeter()
     meter.update((make_sample(0, 0.0),))
     assert meter.memory_peak_bytes is None and meter.memory_peak_source is None
+
+
+def test_the_energy_forecast_uses_recent_power_not_the_idle_start() -> None:
+    """A run's first minute (loading, compiling) draws little; the rest of the run draws what it draws now."""
+    from monitor.meter import RECENT_S
+
+    meter = EnergyMeter()
+    t, energy = 0.0, 0.0
+    for second in range(400):
+        power = 100.0 if second < 60 else 600.0
+        energy += power
+        t = float(second)
+        meter.update([make_sample(0, t, power_w=power, energy_j=energy)])
+    e = meter.energy(None)
+    assert e.mean_power_w == pytest.approx(600.0)
+    assert (meter.mean_power_w() or 0) < 600.0  # the overall mean is dragged down by the start
+    assert RECENT_S < 340
