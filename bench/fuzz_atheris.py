@@ -70,11 +70,26 @@ def fuzz_log(data: bytes) -> None:
     for i, line in enumerate(lines):
         live.feed_lines([line], NOW + i)
     for ing in (ingest, live):
-        snap = snapshot.build(ing.state, run="fuzz", log="fuzz.log", now=NOW + len(lines) + 1, lines=ing.lines,
-                              parse_errors=ing.parse_errors)
+        try:
+            snap = snapshot.build(ing.state, run="fuzz", log="fuzz.log", now=NOW + len(lines) + 1, lines=ing.lines,
+                                  parse_errors=ing.parse_errors)
+        except OverflowError as e:
+            if _known_bug(e):
+                continue
+            raise
         report.to_text(snap)
         json.loads(report.to_json(snap), parse_constant=_refuse)
         _exposition(snap)
+
+
+def _known_bug(e: OverflowError) -> bool:
+    """The forecast's band overflowing math.exp when the step-time samples are absurd (a garbled or jumping
+    timestamp): tests/test_hostile.py's garbled-timestamp xfails. Skipped so that the fuzzer goes on looking
+    for other bugs; remove with the fix."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.endswith("monitor/forecast.py")
 
 
 def _exposition(snap: snapshot.Snapshot) -> None:
@@ -119,7 +134,8 @@ def fuzz_bulk(data: bytes) -> None:
     for _ in range(fdp.ConsumeIntInRange(300, 800)):
         kind = fdp.ConsumeIntInRange(0, 40)
         if kind == 0:
-            lines.append(fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 60)))
+            text = fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 60))
+            lines.append(text.replace("\n", " "))  # a line from LineSplitter never holds a newline
             continue
         it += fdp.ConsumeIntInRange(1, 3) if kind > 2 else fdp.ConsumeIntInRange(-5, 50)
         loss = ("nan" if kind == 1 else f"{fdp.ConsumeFloatInRange(0.0, 12.0):.4f}")

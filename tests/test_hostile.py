@@ -329,28 +329,32 @@ def test_an_infinite_logged_mfu_does_not_break_the_json_report(tmp_path: Path) -
     strict_json(child.out)
 
 
-def garbled_timestamp_lines(first: int, last: int, garble: int) -> str:
-    """A `ts '%.s'`-stamped run whose line for iteration `garble` has a broken stamp (found by atheris)."""
+def garbled_timestamp_lines(first: int, last: int, odd: int, how: str = "garbled") -> str:
+    """A `ts '%.s'`-stamped run whose line for iteration `odd` has a broken stamp (`garbled`) or one a day
+    ahead (`jump`, a clock stepped and stepped back). Both found by atheris."""
     out = []
     for i in range(first, last + 1, 10):
-        stamp = f"{1795815900 + i * 0.055:.6f}"
-        out.append(f"{stamp.replace('5', '!', 1) if i == garble else stamp} iter {i}: loss 2.5000, time 55.00ms, "
-                   "mfu 0.02%\n")
+        t = 1795815900 + i * 0.055 + (86400 if i == odd and how == "jump" else 0)
+        stamp = f"{t:.6f}"
+        if i == odd and how == "garbled":
+            stamp = stamp.replace("5", "!", 1)
+        out.append(f"{stamp} iter {i}: loss 2.5000, time 55.00ms, mfu 0.02%\n")
     return "".join(out)
 
 
-GARBLED_REASON = ("an iteration line whose timestamp prefix is garbled is still read, without its stamp: its point "
-                  "gets a reconstructed-clock time on a timestamps axis, steady_samples sees ±1.8e8 s per "
-                  "iteration, and math.exp in forecast() overflows: report exits 1 (internal error), serve dies "
-                  "at start, and a live Monitor.step raises (the writer thread would end). Fix: such a line takes "
-                  "the previous stamp or is skipped (monitor/ingest.py); bound sigma before exp (forecast.py); "
-                  "catch a follower's snapshot error in Monitor.step")
+GARBLED_REASON = ("one absurd step time overflows math.exp in forecast(): an iteration line whose stamp is "
+                  "garbled is read without it (a reconstructed-clock time on a timestamps axis: ±1.8e8 s per "
+                  "iteration), or a stamp jumps a day ahead and back (±8,000 s). report exits 1 (internal error), "
+                  "serve dies at start, a live Monitor.step raises (the writer thread would end). Fix: bound sigma "
+                  "(or use a robust spread) before exp in forecast.py; a line without a readable stamp takes the "
+                  "previous one (monitor/ingest.py); Monitor.step catches a follower's snapshot error")
 
 
 @pytest.mark.xfail(strict=True, reason=GARBLED_REASON)
-def test_a_garbled_timestamp_does_not_break_the_report(tmp_path: Path) -> None:
-    path = tmp_path / "garbled.log"
-    path.write_text("Overriding: max_iters = 3000\n" + garbled_timestamp_lines(0, 300, 150))
+@pytest.mark.parametrize("how", ["garbled", "jump"])
+def test_an_odd_timestamp_does_not_break_the_report(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "odd.log"
+    path.write_text("Overriding: max_iters = 3000\n" + garbled_timestamp_lines(0, 300, 150, how))
     child = run_child(["report", "--json", str(path)], tmp_path)
     assert child.rc == 0, child.err
     assert strict_json(child.out)["progress"]["iter"] == 300  # type: ignore[index]
