@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from monitor.backtest import Backtest
-from monitor.units import duration
+from monitor.units import duration, printable
 
 SCHEMA = "trainwatch.backtest/1"
 
@@ -35,9 +35,9 @@ def to_json(b: Backtest) -> str:
 
 def to_text(b: Backtest) -> str:
     if not b.points:
-        return f"{b.log}: nothing to backtest (no iterations past 5 % of a known max_iters)"
+        return f"{printable(b.log)}: nothing to backtest (no iterations past 5 % of a known max_iters)"
     dur = b.duration or 0.0
-    head = (f"{b.log}: {duration(dur)} run, time from {b.time_source}; "
+    head = (f"{printable(b.log)}: {duration(dur)} run, time from {b.time_source}; "
             f"error = |predicted − real finish| as % of the run's duration")
     rows = [f"{'at':>5} {'iter':>8} {'trainwatch':>11} {'p10–p90 holds':>14} {'linear':>8} {'tqdm':>8}"]
     for p in b.points:

@@ -12,6 +12,8 @@ import base64
 import binascii
 import hmac
 import math
+import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -267,8 +269,30 @@ def start_server(collector: Collector, host: str = "127.0.0.1", port: int = DEFA
                                            client_auth_required=client_cafile is not None)
     except OSError as e:
         raise TrainwatchError(f"cannot serve metrics on {host}:{port}: {e.strerror or e}") from None
+    _harden(server)
     server.set_app(app)
     return server, thread
+
+
+LISTEN_BACKLOG = 128
+HANDLER_TIMEOUT_S = 10.0
+
+
+def _harden(server: WSGIServer) -> None:
+    """What prometheus-client's server leaves open to a hostile or merely busy network.
+
+    Its listen backlog is socketserver's 5: a burst of scrapers overflows it and waits for SYN
+    retries (seconds). Its TLS socket does each handshake inside accept(), in the one serving thread:
+    a client that connects and says nothing would block every scrape. The handshake moves to the
+    request's own thread (on first read), and a silent connection is dropped after a timeout.
+    """
+    sock = server.socket
+    if isinstance(sock, ssl.SSLSocket):
+        context = sock.context
+        raw = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        server.socket = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+    server.socket.listen(LISTEN_BACKLOG)
+    server.RequestHandlerClass.timeout = HANDLER_TIMEOUT_S  # type: ignore[attr-defined]
 
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from monitor.snapshot import Snapshot
-from monitor.units import clock, duration, human
+from monitor.units import clock, duration, human, printable
 
 SCHEMA = "trainwatch.report/1"
 
@@ -77,7 +77,7 @@ def to_text(s: Snapshot) -> str:
         ("checkpoints", str(s.checkpoints)),
     ]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return "\n".join(f"{k:<{width}}  {printable(v)}" for k, v in rows)
 
 
 def _f(v: float | None) -> str:

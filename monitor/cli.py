@@ -21,7 +21,7 @@ from monitor.errors import TrainwatchError
 from monitor.load import load
 from monitor.run import Monitor, RunSpec, Sources
 from monitor.telemetry import Telemetry
-from monitor.units import parse_duration
+from monitor.units import parse_duration, printable
 from parsers.detect import PARSERS
 
 log = logging.getLogger("trainwatch")
@@ -407,11 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("TRAINWATCH_LOG_LEVEL", "INFO").upper(), handlers=[handler])
     try:
         return HANDLERS[args.command](args)
-    except TrainwatchError as e:
-        print(f"trainwatch: error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"trainwatch: error: {e}", file=sys.stderr)
+    except (TrainwatchError, ValueError) as e:
+        print(f"trainwatch: error: {printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -421,8 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a bug: one line for the user, the traceback only when asked for
         if os.environ.get("TRAINWATCH_DEBUG"):
             raise
-        print(f"trainwatch: internal error: {type(e).__name__}: {e} (set TRAINWATCH_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        print(f"trainwatch: internal error: {type(e).__name__}: {printable(str(e))} "
+              "(set TRAINWATCH_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 
 

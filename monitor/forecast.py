@@ -23,6 +23,7 @@ TREND_MIN = 0.05
 Z90 = 1.2816  # standard normal quantile for p90
 SPREAD_SCALE = 1.25  # calibration of the measured spread (see _relative_sigma)
 UNSEEN_CHANGE = 0.08  # relative error per unit of run still ahead, for changes not yet seen
+MAX_SIGMA = 2.0  # a band of ×13 either way says "unknown"; absurd samples must not overflow exp()
 LIVE_WINDOW = 1000
 LIVE_MIN_S = 30.0
 LIVE_RATIO = (0.7, 1.5)
@@ -59,7 +60,7 @@ def steady_samples(state: RunState) -> list[tuple[int, float]]:
             prev = None
             continue
         if state.time_axis == "timestamps":
-            if prev is not None and not p.overhead and p.iter > prev.iter:
+            if prev is not None and not p.overhead and p.iter > prev.iter and p.t > prev.t:
                 out.append((p.iter, (p.t - prev.t) / (p.iter - prev.iter)))
         elif not p.overhead and p.dt_s is not None:
             out.append((p.iter, p.dt_s))
@@ -290,7 +291,7 @@ def _relative_sigma(samples: list[float], n: int, remaining: int, done: int) -> 
     drift = _block_drift(samples)
     horizon = remaining / max(1, remaining + done)
     measured = math.sqrt(noise**2 + (drift**2 + 0.02**2) * (0.25 + horizon))
-    return math.sqrt((SPREAD_SCALE * measured) ** 2 + (UNSEEN_CHANGE * horizon) ** 2)
+    return min(MAX_SIGMA, math.sqrt((SPREAD_SCALE * measured) ** 2 + (UNSEEN_CHANGE * horizon) ** 2))
 
 
 def _block_drift(samples: list[float], blocks: int = 8) -> float:

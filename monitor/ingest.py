@@ -61,6 +61,8 @@ class Ingest:
             hit = self._stamp(raw)
             if hit is not None:
                 at, raw = hit
+            elif at is None:
+                at = self.state.last_wall  # a line whose stamp is garbled: as late as the last one
         state, parser = self.state, self.parser
         for segment in clean_segments(raw):
             if not segment:

@@ -13,12 +13,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from monitor import snapshot
 from monitor.energy import from_power_flag
 from monitor.ingest import Ingest
-from monitor.load import new_ingest
+from monitor.load import looks_binary, new_ingest
 from monitor.preview import preview
 from monitor.snapshot import Snapshot
 from monitor.state import Note, RunState
@@ -51,6 +51,17 @@ class RunSpec:
 
 
 Listener = Callable[[tuple[Snapshot, ...]], None]
+
+
+BINARY = "not a text log (binary data)"
+
+
+def _head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(65536)
+    except OSError:
+        return b""
 
 
 def starts_new_run(ingest: Ingest, lines: list[str]) -> bool:
@@ -102,6 +113,10 @@ class Follower:
             if self.ingest is not None and starts_new_run(self.ingest, read.lines):
                 self._restart()
                 changed = True
+        if read.lines and self.ingest is None and looks_binary(_head(self.spec.log)):
+            changed |= self.problem != BINARY
+            self.problem = BINARY  # read on (bounded), parse nothing, until the file is replaced
+            read = replace(read, lines=[])
         if read.lines:
             if self.ingest is None:
                 self.ingest = new_ingest("\n".join(read.lines[:200]).encode(), format=self.spec.format,
@@ -110,6 +125,7 @@ class Follower:
             changed = True
         if self.backfilling and not read.pending:
             self.backfilling = False
+            changed |= self.preview is not None  # the full history replaces the preview now
             self.preview = None
         self._last_read_at = now
         return changed
@@ -311,8 +327,13 @@ class Monitor:
         for f in self.followers:
             prev = old.get(f.spec.log)
             if prev is None or prev.run != f.spec.name or f.dirty or refresh_all:
-                kw = self.extras(f, now) if self.extras else {}
-                prev = f.snapshot(now, **kw)
+                try:
+                    kw = self.extras(f, now) if self.extras else {}
+                    prev = f.snapshot(now, **kw)
+                except Exception:  # a bug with one log's data must not end the writer: keep its last view
+                    log.exception("snapshot of %s failed", f.spec.log)
+                    if prev is None:
+                        continue
                 f.dirty = False
             snaps.append(prev)
         self._snapshots = tuple(snaps)

@@ -82,3 +82,13 @@ def human(value: float | None, unit: str = "", base: float = 1000.0) -> str:
         i += 1
     digits = 0 if abs(v) >= 100 or (i == 0 and v == int(v)) else (1 if abs(v) >= 10 else 2)
     return f"{v:.{digits}f} {prefixes[i]}{unit}".rstrip()
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control characters (escapes, newlines, C1) written as `\\x1b`-style escapes.
+
+    File names and anything else from outside reach stdout and stderr through this, never raw.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -126,7 +126,7 @@ class NanoGptParser:
 
 def _iteration(m: re.Match[str]) -> Iteration:
     ms = finite(to_float(m.group(3)))
-    mfu = to_float(m.group(4))
+    mfu = finite(to_float(m.group(4)))
     return Iteration(
         iter=int(m.group(1)),
         loss=to_float(m.group(2)),
