@@ -7,13 +7,12 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
-from tui_data import FIXED_NOW, corpus, from_log, gpus, head, simulated, synthetic, use_utc
+from tui_data import FIXED_NOW, corpus, from_log, gpus, head, simulated, synthetic
 from tui_screen import screen_text, wait_for, widget_text
 
 from exporters.tui import plotdata
@@ -38,14 +37,7 @@ NAN = "char-termux-android-loss-nan-cut.log"
 GPT2_CUT = "gpt2-124m-owt-ddp2-cut-at-iter570.log"
 
 
-@pytest.fixture(autouse=True)
-def _terminal(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.setenv("TZ", "UTC")
-    use_utc()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("tui_terminal")
 
 
 def app_for(*snaps: Snapshot, now: float = FIXED_NOW, **kw: object) -> TrainwatchApp:

@@ -7,15 +7,13 @@ checkpoint path, a traceback's last line, and lines carrying raw ANSI colour and
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.segment import Segment
 from textual.app import App
-from tui_data import FIXED_NOW, from_log, use_utc
+from tui_data import FIXED_NOW, from_log
 from tui_screen import screen_text, wait_for, widget_segments, widget_text
 
 from exporters.tui.app import TrainwatchApp
@@ -47,14 +45,7 @@ HOSTILE = "\n".join([
 ])
 
 
-@pytest.fixture(autouse=True)
-def _terminal(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.setenv("TZ", "UTC")
-    use_utc()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("tui_terminal")
 
 
 @pytest.fixture

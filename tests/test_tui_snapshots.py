@@ -8,13 +8,12 @@ then look at the SVGs in tests/__snapshots__/test_tui_snapshots/ before committi
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from tui_data import FIXED_NOW, synthetic, use_utc
+from tui_data import FIXED_NOW, synthetic
 from tui_screen import wait_for
 
 from exporters.tui.app import TrainwatchApp
@@ -25,14 +24,7 @@ from monitor.state import Note
 SnapCompare = Callable[..., bool]
 
 
-@pytest.fixture(autouse=True)
-def _terminal(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("NO_COLOR", raising=False)  # the snapshots are in colour
-    monkeypatch.setenv("TZ", "UTC")
-    use_utc()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("tui_terminal")
 
 
 def app_for(*snaps: Snapshot) -> TrainwatchApp:
