@@ -66,33 +66,15 @@ def fuzz_log(data: bytes) -> None:
     last = splitter.flush()
     if last is not None:
         lines.append(last)
-    try:
-        ingest.feed_lines(lines, None)
-        for i, line in enumerate(lines):
-            live.feed_lines([line], NOW + i)
-    except ZeroDivisionError as e:
-        if _known_bug(e):
-            return
-        raise
+    ingest.feed_lines(lines, None)
+    for i, line in enumerate(lines):
+        live.feed_lines([line], NOW + i)
     for ing in (ingest, live):
         snap = snapshot.build(ing.state, run="fuzz", log="fuzz.log", now=NOW + len(lines) + 1, lines=ing.lines,
                               parse_errors=ing.parse_errors)
         report.to_text(snap)
         json.loads(report.to_json(snap), parse_constant=_refuse)
         _exposition(snap)
-
-
-KNOWN_BUGS = ((ZeroDivisionError, "parsers/modded.py"),)
-"""Failures already reported, each with a strict xfail in tests/test_hostile.py (modded-nanogpt's step-0
-division). Skipped so that the fuzzer goes on looking for others; remove each with its fix."""
-
-
-def _known_bug(e: Exception) -> bool:
-    tb = e.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    where = tb.tb_frame.f_code.co_filename if tb is not None else ""
-    return any(isinstance(e, kind) and where.endswith(path) for kind, path in KNOWN_BUGS)
 
 
 def _exposition(snap: snapshot.Snapshot) -> None:

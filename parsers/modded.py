@@ -86,7 +86,7 @@ class ModdedParser:
         return Iteration(
             iter=step,
             loss=to_float(m.group(4)),
-            dt_s=dt_ms / gap / 1000.0,
+            dt_s=dt_ms / gap / 1000.0 if gap > 0 else None,  # a step-0 line after a restart: no interval
             max_iters=total,
             train_time_s=cumulative / 1000.0,
         )

@@ -364,10 +364,6 @@ HOSTILE_NAME = f'run"\\{MARKUP}\n{ESCAPES}'.replace("/", "%")
 """A run name from a file name: quotes, backslashes, a newline, markup and escapes (no slash)."""
 
 
-@pytest.mark.xfail(strict=True, reason="parsers/modded.py divides by the step gap, which is 0 for a training line "
-                                       "at step 0 (after _restart sets the last step to 0): ZeroDivisionError, "
-                                       "report exits 1 and Monitor.step raises (found by atheris). Fix: no dt "
-                                       "when the gap is not positive")
 def test_a_modded_training_line_at_step_0_is_read(tmp_path: Path) -> None:
     path = tmp_path / "modded.log"
     path.write_text("step:0/100 train_loss:10.9 train_time:0ms step_avg:nanms\n"
