@@ -26,6 +26,10 @@ from parsers.detect import PARSERS
 
 log = logging.getLogger("trainwatch")
 
+PUBLISH_S = 0.25
+"""At most 4 publishes a second: a line after a quiet spell is published at once (scrapes see it within
+milliseconds), but a run printing 1,000 lines a second does not rebuild its snapshot 1,000 times."""
+
 COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check", "install-service")
 
 
@@ -189,7 +193,8 @@ def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telem
     return server
 
 
-def new_monitor(args: argparse.Namespace, cfg: Config, *, min_publish_s: float = 0.0) -> tuple[Monitor, Telemetry]:
+def new_monitor(args: argparse.Namespace, cfg: Config, *,
+                min_publish_s: float = PUBLISH_S) -> tuple[Monitor, Telemetry]:
     """The writer loop for the logs of `args` and `cfg`, with GPU telemetry unless --no-gpu."""
     from monitor.gpu import BackgroundSampler, make_sampler
 
@@ -265,7 +270,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         path = os.path.join(tmp, "shakespeare-char.log")
         writer = simulate.start(cfg, path, speed=args.speed)
         spec = RunSpec(path, "shakespeare-char (simulated)", price_per_kwh=DEMO_PRICE)
-        monitor = Monitor([spec], poll_interval=0.25, min_publish_s=TUI_PUBLISH_S)
+        monitor = Monitor([spec], poll_interval=0.25, min_publish_s=PUBLISH_S)
         telemetry = Telemetry(BackgroundSampler(SimulatedGpu(args.seed)), rescan_s=1.0)
         monitor.extras = telemetry
         notifiers: list[Any] = []
@@ -288,8 +293,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 DEMO_PRICE = 0.30  # per kWh, to show the cost line
-TUI_PUBLISH_S = 0.25
-"""The live view reads snapshots twice a second; `serve` publishes at once (scrapes want the latest line)."""
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -320,7 +323,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from exporters.tui.app import run_tui
 
     cfg = load_config(args.config)
-    monitor, telemetry = new_monitor(args, cfg, min_publish_s=TUI_PUBLISH_S)
+    monitor, telemetry = new_monitor(args, cfg)
     server = start_metrics(args, args.metrics, monitor, telemetry) if args.metrics else None
     notifiers: list[Any] = []
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, replace
+from typing import cast
 
 from monitor.state import IterPoint, RunState
 
@@ -236,11 +237,10 @@ def forecast(state: RunState, now: float) -> Forecast:
         return Forecast(reason="waiting for the first iteration")
     if state.error is not None:
         return Forecast(reason=f"crashed ({state.error.type})")
-    samples = steady_samples(state)
-    if len(samples) < MIN_SAMPLES:
+    model = _model(state)
+    if model is None:
         return Forecast(reason="warming up: too few steady iterations yet")
-    speed = level(samples)
-    correction = live_correction(state)
+    speed, correction = model.speed, model.correction
     iter_s = speed.at(last.iter) * correction
     if not math.isfinite(iter_s) or iter_s <= 0:
         return Forecast(reason="no usable iteration times")
@@ -266,8 +266,7 @@ def forecast(state: RunState, now: float) -> Forecast:
     eta_from_last = remaining_iters * future_s + n_evals * overhead
     since_last = max(0.0, silence) if silence is not None else 0.0
     eta = max(0.0, eta_from_last - since_last)
-    sigma = _relative_sigma([s for _, s in samples], speed.n, remaining_iters,
-                            last.iter - (_segment_first(state) or 0))
+    sigma = _relative_sigma(model, remaining_iters, last.iter - (_segment_first(state) or 0))
     lo = eta_from_last * math.exp(-Z90 * sigma) - since_last
     hi = eta_from_last * math.exp(Z90 * sigma) - since_last
     lo, hi = max(0.0, lo), max(eta, hi)
@@ -275,7 +274,41 @@ def forecast(state: RunState, now: float) -> Forecast:
                     finish_at=now + eta, finish_p10=now + min(lo, eta), finish_p90=now + hi)
 
 
-def _relative_sigma(samples: list[float], n: int, remaining: int, done: int) -> float:
+@dataclass(frozen=True, slots=True)
+class _Model:
+    """What the forecast needs from the state's history: rebuilt only when a line changed it, so a
+    republish (the ETA counting down, once a second per run) costs next to nothing."""
+
+    speed: Speed
+    correction: float
+    cv: float  # coefficient of variation of the samples the level rests on
+    drift: float  # spread of this run's block means
+
+
+def _model(state: RunState) -> _Model | None:
+    key = (id(state.last), state.iteration_lines, len(state.segments), state.time_axis)
+    cached = state.memo.get("forecast")
+    if isinstance(cached, tuple) and cached[0] == key:
+        return cast("_Model | None", cached[1])
+    samples = steady_samples(state)
+    model = None
+    if len(samples) >= MIN_SAMPLES:
+        speed = level(samples)
+        xs = [s for _, s in samples]
+        window = xs[-speed.n:]
+        mean = statistics.fmean(window)
+        cv = _pstdev(window, mean) / mean if len(window) > 1 and mean > 0 else 0.0
+        model = _Model(speed, live_correction(state), cv, _block_drift(xs))
+    state.memo["forecast"] = (key, model)
+    return model
+
+
+def _pstdev(xs: list[float], mean: float) -> float:
+    """Population standard deviation in floats (statistics.pstdev works in exact fractions: slow)."""
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / len(xs))
+
+
+def _relative_sigma(model: _Model, remaining: int, done: int) -> float:
     """Log-scale spread of the remaining time: noise of the mean, drift that grows with the horizon,
     and the risk of changes this run has not shown yet (a neighbour, a kill and resume).
 
@@ -284,11 +317,8 @@ def _relative_sigma(samples: list[float], n: int, remaining: int, done: int) -> 
     calibrated on real runs so that the p10–p90 band holds the real finish ~80 % of the time
     (bench/forecast_backtest.py).
     """
-    window = samples[-n:] if n else samples
-    mean = statistics.fmean(window)
-    cv = statistics.pstdev(window) / mean if len(window) > 1 and mean > 0 else 0.0
-    noise = cv / math.sqrt(max(1, min(remaining, n)))
-    drift = _block_drift(samples)
+    noise = model.cv / math.sqrt(max(1, min(remaining, model.speed.n)))
+    drift = model.drift
     horizon = remaining / max(1, remaining + done)
     measured = math.sqrt(noise**2 + (drift**2 + 0.02**2) * (0.25 + horizon))
     return min(MAX_SIGMA, math.sqrt((SPREAD_SCALE * measured) ** 2 + (UNSEEN_CHANGE * horizon) ** 2))
@@ -300,7 +330,7 @@ def _block_drift(samples: list[float], blocks: int = 8) -> float:
     size = len(samples) // blocks
     means = [statistics.fmean(samples[i * size:(i + 1) * size]) for i in range(blocks)]
     m = statistics.fmean(means)
-    return statistics.pstdev(means) / m if m > 0 else 0.05
+    return _pstdev(means, m) / m if m > 0 else 0.05
 
 
 def _median_gap(state: RunState) -> int | None:

@@ -13,7 +13,7 @@ from monitor.ingest import Ingest
 from monitor.lines import LineSplitter
 from monitor.load import new_ingest
 
-PREVIEW_ABOVE = 64 << 20  # bytes: smaller logs are read whole before the first snapshot anyway
+PREVIEW_ABOVE = 8 << 20  # bytes: the Follower's read slice; a smaller log is read whole in its first step
 HEAD = 1 << 20
 TAIL = 4 << 20
 

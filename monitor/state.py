@@ -91,6 +91,8 @@ class RunState:
     overhead_count: int = 0
     nonfinite_since: int | None = None  # first iteration of the current run of NaN/inf losses
     recent_dt: deque[float] = field(default_factory=lambda: deque(maxlen=21))  # steady durations, newest last
+    memo: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+    """Derived values keyed by the state's version (the forecaster's model): no state of its own."""
 
     # ---- settings -------------------------------------------------------------------------
     def setting(self, key: str) -> Setting | None:
