@@ -175,15 +175,11 @@ def _stalled(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterato
 
 
 def _nan(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
-    """Looks at the whole history, so a NaN that came and went between two publishes is seen too;
+    """The first NaN/inf the state saw, so one that came and went between two publishes counts too;
     once it fired there is nothing more to look for."""
     if "nan" in m.fired:
         return
-    bad: tuple[int | None, float] | None = None
-    for p in s.history:
-        if p.loss is not None and not math.isfinite(p.loss):
-            bad = (p.iter, p.loss)
-            break
+    bad: tuple[int | None, float] | None = s.first_nonfinite
     if bad is None and s.train_loss is not None and not math.isfinite(s.train_loss):
         bad = (s.iter, s.train_loss)
     if bad is not None:

@@ -63,6 +63,7 @@ class Snapshot:
     gpus: tuple[GpuSample, ...] = ()  # readings of the run's GPUs
     gpu_memory_peak_bytes: int | None = None  # of the run's processes (or its GPUs when NVML lists none)
     gpu_selection: str | None = None  # how the run's GPUs were chosen, in words
+    first_nonfinite: tuple[int, float] | None = None  # the first NaN/inf training loss: (iteration, loss)
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -146,6 +147,7 @@ def build(state: RunState, *, run: str, log: str, now: float, lines: int = 0, pa
         evals=tuple(state.evals.points) if history else (),
         notes=tuple(state.notes),
         gpus=gpus, gpu_memory_peak_bytes=gpu_memory_peak_bytes, gpu_selection=gpu_selection,
+        first_nonfinite=state.first_nonfinite,
         labels=dict(labels or {}),
     )
 

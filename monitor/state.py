@@ -90,6 +90,7 @@ class RunState:
     overhead_s: float = 0.0  # time of eval/checkpoint iterations beyond a typical step
     overhead_count: int = 0
     nonfinite_since: int | None = None  # first iteration of the current run of NaN/inf losses
+    first_nonfinite: tuple[int, float] | None = None  # the first NaN/inf loss ever seen: (iteration, loss)
     recent_dt: deque[float] = field(default_factory=lambda: deque(maxlen=21))  # steady durations, newest last
     memo: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
     """Derived values keyed by the state's version (the forecaster's model): no state of its own."""
@@ -230,6 +231,8 @@ class RunState:
         if event.loss is not None and not math.isfinite(event.loss):
             if self.nonfinite_since is None:
                 self.nonfinite_since = event.iter
+            if self.first_nonfinite is None:
+                self.first_nonfinite = (event.iter, event.loss)
         else:
             self.nonfinite_since = None
 
