@@ -30,6 +30,9 @@ from parsers.events import ConfigValue, Iteration, RunStart
 
 log = logging.getLogger(__name__)
 
+SETTLED_REFRESH_S = 30.0
+"""Well inside the shipped "monitor stuck" alert's 2 minutes of snapshot age."""
+
 BURST_LINES = 5
 """A live read bringing this many iteration lines spanning far more time than passed is a buffered burst."""
 
@@ -319,14 +322,17 @@ class Monitor:
 
     def publish(self, now: float) -> None:
         """Rebuild the snapshots of runs that changed, and of all once `republish_s` has passed (ETAs
-        count down, stalls appear with time); the others keep their last snapshot."""
+        count down, stalls appear with time); the others keep their last snapshot. A finished or crashed
+        run changes with time only in its age: it is rebuilt every SETTLED_REFRESH_S."""
         refresh_all = now - self._published_at >= self.republish_s
         old = {s.log: s for s in self._snapshots}
         self._any_publish_at = now
         snaps = []
         for f in self.followers:
             prev = old.get(f.spec.log)
-            if prev is None or prev.run != f.spec.name or f.dirty or refresh_all:
+            settled = prev is not None and prev.state in ("finished", "crashed") \
+                and now - prev.taken_at < SETTLED_REFRESH_S
+            if prev is None or prev.run != f.spec.name or f.dirty or (refresh_all and not settled):
                 try:
                     kw = self.extras(f, now) if self.extras else {}
                     prev = f.snapshot(now, **kw)
