@@ -22,13 +22,13 @@ from monitor.units import parse_duration
 RUN_KEYS: dict[str, type | tuple[type, ...]] = {
     "log": str, "name": str, "format": str, "max_iters": int, "tokens_per_iter": int, "eval_interval": int,
     "dataset_tokens": (int, float), "data_dir": str, "power_watts": (int, float), "price_per_kwh": (int, float),
-    "notify": list, "labels": dict,
+    "labels": dict,
 }
 GLOBAL_KEYS: dict[str, type | tuple[type, ...]] = {
     **{k: v for k, v in RUN_KEYS.items() if k not in ("log", "name")},
     "listen": str, "poll": bool, "poll_interval": (str, int, float), "notify_before": (str, int, float),
     "keep_finished": (str, int, float), "max_runs": int, "gpu": list, "peak_flops": (int, float),
-    "logs": list, "notify_milestones": list,
+    "logs": list, "notify": list, "notify_milestones": list,  # notifications go to the same places for every run
 }
 SETTINGS = ("max_iters", "tokens_per_iter", "eval_interval", "dataset_tokens")
 
@@ -43,7 +43,6 @@ class RunConfig:
     settings: dict[str, object] = field(default_factory=dict)
     power_watts: float | None = None
     price_per_kwh: float | None = None
-    notify: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -110,8 +109,7 @@ def _run(values: dict[str, Any], text: str, where: str) -> RunConfig:
         raise TrainwatchError(f"{where}:{_line(text, 'labels')}: labels must be name = \"text\" pairs")
     return RunConfig(log=os.path.expanduser(values["log"]), name=values.get("name"), format=values.get("format"),
                      settings=settings, power_watts=values.get("power_watts"),
-                     price_per_kwh=values.get("price_per_kwh"), notify=tuple(values.get("notify", ())),
-                     labels=dict(labels))
+                     price_per_kwh=values.get("price_per_kwh"), labels=dict(labels))
 
 
 def _check(table: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], text: str, where: str,

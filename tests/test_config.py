@@ -133,3 +133,11 @@ def test_the_run_cap_is_kept_and_said(tmp_path: Path, caplog: pytest.LogCaptureF
     assert len(mon.snapshots()) == 3
     assert "already following 3 runs" in caplog.text
     mon.stop()
+
+
+def test_notify_urls_are_global_not_per_run(tmp_path: Path) -> None:
+    """Notifications go to the same destinations for every run: a per-run `notify` would be silently
+    ignored, so it is refused."""
+    assert load_config(write(tmp_path, 'notify = ["ntfy://x"]\n')).options["notify"] == ["ntfy://x"]
+    with pytest.raises(TrainwatchError, match="unknown key `run.notify`"):
+        load_config(write(tmp_path, '[[run]]\nlog = "a.log"\nnotify = ["ntfy://x"]\n'))
