@@ -112,4 +112,3 @@ def _stretch(state: RunState, rows: list[tuple[str, ...]], ms: list[float], step
     state.error = None
     state.nonfinite_since = None
     seg.last_iter = state.last.iter
-    seg.iterations_run += state.last.iter - prev.iter

@@ -22,6 +22,7 @@ from monitor.load import load
 from monitor.run import Monitor, RunSpec, Sources
 from monitor.telemetry import Telemetry
 from monitor.units import parse_duration, printable
+from monitor.wake import DEFAULT_POLL_INTERVAL
 from parsers.detect import PARSERS
 
 log = logging.getLogger("trainwatch")
@@ -52,7 +53,7 @@ def _following(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", help="TOML config file (default: $XDG_CONFIG_HOME/trainwatch/config.toml if present)")
     g.add_argument("--poll", action="store_true", default=None, help="poll only (no inotify), e.g. on NFS/Lustre")
     g.add_argument("--poll-interval", type=parse_duration, metavar="DURATION",
-                   help="how often files are re-read when no file event comes (default 1s)")
+                   help=f"how often files are re-read when no file event comes (default {DEFAULT_POLL_INTERVAL:g}s)")
     g.add_argument("--keep-finished", type=parse_duration, metavar="DURATION",
                    help="drop finished or crashed runs this long after their last line (default: keep)")
     g.add_argument("--max-runs", type=int, help="follow at most this many logs (default 100)")
@@ -201,7 +202,8 @@ def new_monitor(args: argparse.Namespace, cfg: Config, *,
     sampler = None if args.no_gpu else BackgroundSampler(make_sampler(), args.gpu_interval)
     telemetry = Telemetry(sampler, fallback_gpus=option(args, cfg, "gpu", None),
                           peak_override=option(args, cfg, "peak_flops", None))
-    monitor = Monitor(sources=follow_sources(args, cfg), poll_interval=option(args, cfg, "poll_interval", 1.0),
+    monitor = Monitor(sources=follow_sources(args, cfg),
+                      poll_interval=option(args, cfg, "poll_interval", DEFAULT_POLL_INTERVAL),
                       force_poll=option(args, cfg, "poll", False),
                       keep_finished_s=option(args, cfg, "keep_finished", None),
                       max_runs=option(args, cfg, "max_runs", 100), min_publish_s=min_publish_s)

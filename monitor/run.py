@@ -30,6 +30,10 @@ from parsers.events import ConfigValue, Iteration, RunStart
 
 log = logging.getLogger(__name__)
 
+PARTIAL_FLUSH_S = 30.0
+"""An unterminated last line this old is taken as complete: its writer is done with it (a buffered writer
+that stops mid-line for longer would have its line read in two pieces)."""
+
 SETTLED_REFRESH_S = 30.0
 """Well inside the shipped "monitor stuck" alert's 2 minutes of snapshot age."""
 
@@ -116,6 +120,10 @@ class Follower:
             if self.ingest is not None and starts_new_run(self.ingest, read.lines):
                 self._restart()
                 changed = True
+        if not read.lines and not read.pending and read.mtime is not None and now - read.mtime > PARTIAL_FLUSH_S:
+            last_line = self.tail.flush_partial()  # a log that ends without a newline (wandb copies, kills)
+            if last_line is not None:
+                read = replace(read, lines=[last_line])
         if read.lines and self.ingest is None and looks_binary(_head(self.spec.log)):
             changed |= self.problem != BINARY
             self.problem = BINARY  # read on (bounded), parse nothing, until the file is replaced

@@ -62,7 +62,6 @@ class Segment:
     mode: str  # scratch | resume | pretrained | unknown
     first_iter: int | None = None
     last_iter: int | None = None
-    iterations_run: int = 0  # optimizer steps this process executed (gaps between printed lines included)
 
 
 @dataclass
@@ -83,7 +82,6 @@ class RunState:
     best_val: float | None = None
     last_eval: EvalPoint | None = None
     checkpoints: int = 0
-    last_checkpoint: str | None = None
     error: ErrorEvent | None = None  # the first error after the last progress: the root cause
     evaluating: bool = False  # an eval line came and its iteration line has not yet
     iteration_lines: int = 0
@@ -142,7 +140,6 @@ class RunState:
             self.logged[event.key] = event.value
         elif isinstance(event, Checkpoint):
             self.checkpoints += 1
-            self.last_checkpoint = event.path
             self._note(at, "info", f"checkpoint saved to {event.path}")
         elif isinstance(event, RunStart):
             self._run_start(event, at)
@@ -227,7 +224,6 @@ class RunState:
         if seg.first_iter is None:
             seg.first_iter = event.iter
         seg.last_iter = event.iter
-        seg.iterations_run += gap
         if event.loss is not None and not math.isfinite(event.loss):
             if self.nonfinite_since is None:
                 self.nonfinite_since = event.iter

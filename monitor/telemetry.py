@@ -30,7 +30,6 @@ class _Run:
     how: str = ""
     matched: bool = False  # the GPUs were chosen by the run's own PIDs: stop re-choosing
     clock_at_attach: float | None = None  # training time already elapsed when measuring began
-    exited: bool = False
 
 
 class Telemetry:
@@ -81,7 +80,6 @@ class Telemetry:
             run.writer, run.matched = None, False
             if state is not None and state.status == "running" and state.error is None:
                 state.apply(PROCESS_EXITED, now)
-            run.exited = True
         if run.looked_at is not None and now - run.looked_at < self.rescan_s:
             return
         run.looked_at = now

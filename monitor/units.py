@@ -1,4 +1,4 @@
-"""Durations, sizes and human-readable numbers, written and read the way the CLI and views show them."""
+"""Durations and human-readable numbers, written and read the way the CLI and views show them."""
 
 from __future__ import annotations
 
@@ -6,10 +6,6 @@ import re
 import time
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s|ms)")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGT]i?B?|B)?\s*$")
-_SIZE_UNITS = {"": 1, "B": 1, "k": 1e3, "kB": 1e3, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
-               "T": 1e12, "TB": 1e12, "KiB": 1024, "Ki": 1024, "kiB": 1024, "MiB": 1024**2, "Mi": 1024**2,
-               "GiB": 1024**3, "Gi": 1024**3, "TiB": 1024**4, "Ti": 1024**4}
 _SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -29,14 +25,6 @@ def parse_duration(text: str) -> float:
     if pos == 0 or t[pos:].strip():
         raise ValueError(f"not a duration: {text!r} (write e.g. 90s, 10m, 1h30m)")
     return total
-
-
-def parse_size(text: str) -> int:
-    """`512MiB`, `2GB`, `1000`."""
-    m = _SIZE.match(text)
-    if not m or (m.group(2) or "") not in _SIZE_UNITS:
-        raise ValueError(f"not a size: {text!r} (write e.g. 512MiB, 2GB)")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2) or ""])
 
 
 def duration(seconds: float | None) -> str:

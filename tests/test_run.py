@@ -154,3 +154,17 @@ def test_after_a_truncation_the_state_continues_or_restarts(tmp_path: Path, new_
     snap = mon.snapshots()[0]
     assert (snap.iter, snap.max_iters) == (last, max_iters)
     mon.stop()
+
+
+def test_a_last_line_without_newline_is_read_once_the_file_has_been_quiet(tmp_path: Path) -> None:
+    log = tmp_path / "wandb-output.log"
+    log.write_text("Overriding: max_iters = 10\niter 0: loss 1.0, time 1.00ms, mfu 1.00%\n"
+                   "iter 10: loss 0.5, time 1.00ms, mfu 1.00%")  # no trailing newline
+    old = time.time() - 3600
+    os.utime(log, (old, old))
+    mon = Monitor([RunSpec(str(log), "w")], poll_interval=0.05)
+    mon.step()
+    mon.step()
+    snap = mon.snapshots()[0]
+    assert (snap.iter, snap.state) == (10, "finished")
+    mon.stop()
