@@ -1,0 +1,103 @@
+"""The `trainwatch` command: parses arguments, dispatches to a command, maps errors to exit 2.
+
+This package is the one place where monitor and exporters are wired together (import-linter checks it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from monitor import service, simulate
+from monitor.cli.follow import cmd_demo, cmd_serve, cmd_watch
+from monitor.cli.oneshot import cmd_backtest, cmd_check, cmd_report
+from monitor.cli.options import add_follow_options, add_listen_option, add_run_options
+from monitor.errors import TrainwatchError
+from monitor.units import printable
+
+COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check", "install-service")
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trainwatch", description="Live monitor for LLM training logs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("watch", help="the live terminal view (the default: `trainwatch LOG…`)")
+    w.add_argument("logs", nargs="*", metavar="LOG", help="log files, globs ('runs/*/out.log') or directories")
+    add_listen_option(w, "--metrics", None, "also serve Prometheus metrics (default 127.0.0.1:10464)")
+    add_run_options(w)
+    add_follow_options(w)
+    s = sub.add_parser("serve", help="headless: Prometheus /metrics and notifications")
+    s.add_argument("logs", nargs="*", metavar="LOG", help="log files, globs ('runs/*/out.log') or directories")
+    add_listen_option(s, "--listen", "127.0.0.1", "where /metrics listens")
+    add_run_options(s)
+    add_follow_options(s)
+    r = sub.add_parser("report", help="one-shot summary of a log")
+    r.add_argument("log")
+    r.add_argument("--json", action="store_true", help="print trainwatch.report/1 JSON")
+    add_run_options(r)
+    sim = sub.add_parser("simulate", help="write a realistic nanoGPT log live (warm-up, evals, checkpoints, failures)")
+    simulate.add_arguments(sim)
+    d = sub.add_parser("demo", help="a simulated run followed live in the terminal view: no GPU, no training")
+    d.add_argument("--speed", type=float, default=5.0, help="how much faster than real time (default 5)")
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--max-iters", type=int, default=20000, help="length of the simulated run (default 20000)")
+    sub.add_parser("check", help="the environment: NVML, file watcher, package names")
+    inst = sub.add_parser("install-service", help="put the systemd units in place (user, or --system)")
+    service.add_arguments(inst)
+    b = sub.add_parser("backtest", help="replay a finished log and compare forecasts with what happened")
+    b.add_argument("log")
+    b.add_argument("--json", action="store_true", help="print trainwatch.backtest/1 JSON")
+    add_run_options(b)
+    return p
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "report": cmd_report, "backtest": cmd_backtest, "serve": cmd_serve, "watch": cmd_watch,
+    "simulate": simulate.run, "demo": cmd_demo, "check": cmd_check, "install-service": service.run,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """Under systemd, `<N>` prefixes give each line its syslog priority, so `journalctl -p warning` works."""
+
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self.PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "watch")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter() if os.environ.get("JOURNAL_STREAM") else
+                         logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=os.environ.get("TRAINWATCH_LOG_LEVEL", "INFO").upper(), handlers=[handler])
+    try:
+        return HANDLERS[args.command](args)
+    except (TrainwatchError, ValueError) as e:
+        print(f"trainwatch: error: {printable(str(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `trainwatch report … | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as e:  # a bug: one line for the user, the traceback only when asked for
+        if os.environ.get("TRAINWATCH_DEBUG"):
+            raise
+        print(f"trainwatch: internal error: {type(e).__name__}: {printable(str(e))} "
+              "(set TRAINWATCH_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The commands that read a log once, or look at the machine: report, backtest, check."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+
+from monitor import energy, snapshot
+from monitor.cli.options import run_name, user_settings
+from monitor.load import load
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The environment, one fact a line: NVML, the file watcher, package ownership."""
+    import importlib.metadata
+
+    from monitor.gpu import check_lines
+    from monitor.wake import make_waker
+
+    lines = [f"trainwatch {importlib.metadata.version('trainwatch')}, Python {sys.version.split()[0]}"]
+    lines += check_lines()
+    waker = make_waker([], force_poll=False)
+    lines.append(f"file watcher: {waker.mode}" + ("" if waker.mode == "inotify" else
+                                                   " (no inotify: changes are found by polling)"))
+    waker.close()
+    owners = importlib.metadata.packages_distributions()
+    ok = True
+    for name in ("monitor", "parsers", "exporters"):
+        others = [d for d in owners.get(name, []) if d != "trainwatch"]
+        ok &= not others
+        lines.append(f"package {name}: " + (f"ALSO provided by {', '.join(others)} — install trainwatch in its own "
+                                            "venv (pipx install .)" if others else "trainwatch's alone"))
+    print("\n".join(lines))
+    return 0 if ok else 2
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from exporters import report
+
+    ingest = load(args.log, format=args.format, user=user_settings(args))
+    now = time.time()
+    snap = snapshot.build(ingest.state, run=run_name(args, args.log), log=args.log, now=now,
+                          lines=ingest.lines, parse_errors=ingest.parse_errors, history=False,
+                          price_per_kwh=args.price_per_kwh)
+    if args.power_watts is not None:
+        e = energy.from_power_flag(args.power_watts, snap.elapsed_s)
+        snap = snapshot.build(ingest.state, run=snap.run, log=args.log, now=now, lines=ingest.lines,
+                              parse_errors=ingest.parse_errors, history=False, energy=e,
+                              price_per_kwh=args.price_per_kwh)
+    print(report.to_json(snap) if args.json else report.to_text(snap))
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from exporters import backtest_report
+    from monitor.backtest import replay
+    from monitor.load import new_ingest, read_batches
+
+    batches = read_batches(args.log)
+    head, first = next(batches)
+    ingest = new_ingest(head, format=args.format, user=user_settings(args))
+    result = replay(ingest, _chain(first, batches), log=args.log)
+    print(backtest_report.to_json(result) if args.json else backtest_report.to_text(result))
+    return 0
+
+
+def _chain(first: list[str], rest: Iterator[tuple[bytes, list[str]]]) -> Iterator[str]:
+    yield from first
+    for _, lines in rest:
+        yield from lines

@@ -1,0 +1,122 @@
+"""The command line's options, and how they combine with the config file and the log."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import replace
+from typing import Any
+
+from monitor import config
+from monitor.compute import dataset_tokens_from_bin
+from monitor.config import Config, RunConfig
+from monitor.errors import TrainwatchError
+from monitor.run import Sources
+from monitor.units import parse_duration
+from monitor.wake import DEFAULT_POLL_INTERVAL
+from parsers.detect import PARSERS
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what the log may not say (flags override the log)")
+    g.add_argument("--max-iters", type=int, help="iterations of the run (nanoGPT runs 0..max_iters inclusive)")
+    g.add_argument("--tokens-per-iter", type=int, help="tokens per optimizer step")
+    g.add_argument("--eval-interval", type=int, help="iterations between evals")
+    g.add_argument("--dataset-tokens", type=float, help="tokens in the training set, for epochs")
+    g.add_argument("--data-dir", help="nanoGPT data directory holding train.bin (uint16 tokens: size/2)")
+    g.add_argument("--format", choices=[*PARSERS, "auto"],
+                   help="log format: nanogpt, llmc, modded, nanochat, hf, auto (default: detected)")
+    g.add_argument("--run-name", help="run label (default: the log's file name without extension)")
+    g.add_argument("--power-watts", type=float, help="GPU power to assume when NVML is absent")
+    g.add_argument("--price-per-kwh", type=float, help="electricity price, for cost")
+
+
+def add_follow_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("following")
+    g.add_argument("--config", help="TOML config file (default: $XDG_CONFIG_HOME/trainwatch/config.toml if present)")
+    g.add_argument("--poll", action="store_true", default=None, help="poll only (no inotify), e.g. on NFS/Lustre")
+    g.add_argument("--poll-interval", type=parse_duration, metavar="DURATION",
+                   help=f"how often files are re-read when no file event comes (default {DEFAULT_POLL_INTERVAL:g}s)")
+    g.add_argument("--keep-finished", type=parse_duration, metavar="DURATION",
+                   help="drop finished or crashed runs this long after their last line (default: keep)")
+    g.add_argument("--max-runs", type=int, help="follow at most this many logs (default 100)")
+    g.add_argument("--no-gpu", action="store_true", help="do not read NVML")
+    g.add_argument("--gpu", type=_int_list, help="GPU indexes of the run (default: found from its process)")
+    g.add_argument("--gpu-interval", type=parse_duration, default=1.0, metavar="DURATION",
+                   help="how often GPUs are sampled (default 1s)")
+    g.add_argument("--peak-flops", type=float,
+                   help="the GPU's dense bf16 peak FLOP/s, for MFU (default: from its name)")
+    n = p.add_argument_group("notifications")
+    n.add_argument("--notify", action="append", metavar="URL",
+                   help="apprise URL (ntfy://topic, slack://…, json://host:port/path…); repeatable")
+    n.add_argument("--notify-before", type=parse_duration, metavar="DURATION",
+                   help="'finishing soon' lead time (default 10m)")
+    n.add_argument("--notify-milestones", type=_fractions, metavar="25,50,75",
+                   help="also notify at these percentages of the run (default: none)")
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) / 100 for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of percentages: {text!r}") from None
+    if not all(0 < v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"percentages must be between 0 and 100: {text!r}")
+    return values
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of GPU indexes: {text!r}") from None
+
+
+def add_listen_option(p: argparse.ArgumentParser, flag: str, default: str | None, help: str) -> None:
+    if default is None:  # an optional feature: the bare flag turns it on at the default address
+        p.add_argument(flag, nargs="?", const="127.0.0.1", metavar="HOST:PORT", help=help)
+    else:
+        p.add_argument(flag, metavar="HOST:PORT", help=f"{help} (default {default}:10464)")
+    p.add_argument("--tls-cert", help="serve metrics over TLS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    p.add_argument("--basic-auth-file", help="file holding USER:PASSWORD; scrapes must authenticate")
+
+
+def user_settings(args: argparse.Namespace) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key in ("max_iters", "tokens_per_iter", "eval_interval", "dataset_tokens"):
+        v = getattr(args, key, None)
+        if v is not None:
+            out[key] = v
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir:
+        path = os.path.join(data_dir, "train.bin")
+        try:
+            out["dataset_tokens"] = dataset_tokens_from_bin(os.path.getsize(path))
+        except OSError as e:
+            raise TrainwatchError(f"--data-dir: cannot read {path}: {e.strerror}") from None
+    return out
+
+
+def run_name(args: argparse.Namespace, log: str) -> str:
+    return getattr(args, "run_name", None) or os.path.splitext(os.path.basename(log))[0]
+
+
+def follow_sources(args: argparse.Namespace, cfg: Config) -> Sources:
+    """The runs to follow: the config's and the command line's, flags overriding both."""
+    if not args.logs and not cfg.runs:
+        raise TrainwatchError("no log to follow: name one (trainwatch LOG) or add [[run]] to the config file")
+    if args.run_name and len(args.logs) == 1 and not cfg.runs:
+        cfg = replace(cfg, runs=(RunConfig(log=args.logs[0], name=args.run_name),))
+        args = argparse.Namespace(**{**vars(args), "logs": []})
+    flags = {"settings": user_settings(args), "format": args.format, "power_watts": args.power_watts,
+             "price_per_kwh": args.price_per_kwh}
+    return config.sources(cfg, list(args.logs), flags)
+
+
+def option(args: argparse.Namespace, cfg: Config, name: str, default: object) -> Any:
+    """A following option: the flag, else the config file's value, else the default."""
+    flag = getattr(args, name, None)
+    if flag is not None:
+        return flag
+    return cfg.options.get(name, default)
