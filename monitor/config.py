@@ -28,6 +28,7 @@ GLOBAL_KEYS: dict[str, type | tuple[type, ...]] = {
     **{k: v for k, v in RUN_KEYS.items() if k not in ("log", "name")},
     "listen": str, "poll": bool, "poll_interval": (str, int, float), "notify_before": (str, int, float),
     "keep_finished": (str, int, float), "max_runs": int, "gpu": list, "peak_flops": (int, float),
+    "publish_interval": (str, int, float),
     "logs": list, "notify": list, "notify_milestones": list,  # notifications go to the same places for every run
 }
 SETTINGS = ("max_iters", "tokens_per_iter", "eval_interval", "dataset_tokens")
@@ -83,7 +84,7 @@ def parse(doc: dict[str, Any], text: str, where: str) -> Config:
     if not isinstance(runs_raw, list):
         raise TrainwatchError(f"{where}:{_line(text, 'run')}: `run` must be [[run]] tables")
     options = _check(doc, GLOBAL_KEYS, text, where, "")
-    for key in ("poll_interval", "notify_before", "keep_finished"):
+    for key in ("poll_interval", "notify_before", "keep_finished", "publish_interval"):
         if key in options and isinstance(options[key], str):
             options[key] = _duration(options[key], key, text, where)
     defaults = {k: v for k, v in options.items() if k in RUN_KEYS}

@@ -49,8 +49,7 @@ def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telem
     return server
 
 
-def new_monitor(args: argparse.Namespace, cfg: Config, *,
-                min_publish_s: float = PUBLISH_S) -> tuple[Monitor, Telemetry]:
+def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemetry]:
     """The writer loop for the logs of `args` and `cfg`, with GPU telemetry unless --no-gpu."""
     from monitor.gpu import BackgroundSampler, make_sampler
 
@@ -61,7 +60,8 @@ def new_monitor(args: argparse.Namespace, cfg: Config, *,
                       poll_interval=option(args, cfg, "poll_interval", DEFAULT_POLL_INTERVAL),
                       force_poll=option(args, cfg, "poll", False),
                       keep_finished_s=option(args, cfg, "keep_finished", None),
-                      max_runs=option(args, cfg, "max_runs", 100), min_publish_s=min_publish_s)
+                      max_runs=option(args, cfg, "max_runs", 100),
+                      min_publish_s=option(args, cfg, "publish_interval", PUBLISH_S))
     monitor.extras = telemetry
     log.info("following %d log(s) with %s; GPUs: %s", len(monitor.followers), monitor.waker.mode,
              telemetry.status())

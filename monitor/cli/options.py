@@ -40,6 +40,9 @@ def add_follow_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-finished", type=parse_duration, metavar="DURATION",
                    help="drop finished or crashed runs this long after their last line (default: keep)")
     g.add_argument("--max-runs", type=int, help="follow at most this many logs (default 100)")
+    g.add_argument("--publish-interval", type=parse_duration, metavar="DURATION",
+                   help="rebuild snapshots at most this often (default 0.25s; a line after a quiet spell is "
+                        "published at once): the CPU guard for logs that print hundreds of lines a second")
     g.add_argument("--no-gpu", action="store_true", help="do not read NVML")
     g.add_argument("--gpu", type=_int_list, help="GPU indexes of the run (default: found from its process)")
     g.add_argument("--gpu-interval", type=parse_duration, default=1.0, metavar="DURATION",
