@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from monitor import snapshot
-from monitor.energy import from_power_flag
 from monitor.ingest import Ingest
 from monitor.load import looks_binary, new_ingest
 from monitor.preview import preview
@@ -103,6 +102,7 @@ class Follower:
         self.backfill_slice = backfill_slice
         self.preview: Ingest | None = None  # a big log's head and tail, shown until it is read whole
         self._reset_seen = False  # truncated or replaced: the next lines tell a new run from copytruncate
+        self.binary = False  # the file is binary data, not a log
         self._last_read_at: float | None = None
 
     def step(self, now: float) -> bool:
@@ -113,8 +113,9 @@ class Follower:
         self.pending = read.pending
         changed = read.problem != self.problem
         self.problem = read.problem
-        if read.reset and self.ingest is not None:
-            self._reset_seen = True
+        if read.reset:
+            self.binary = False  # replaced: the new content gets its own look
+            self._reset_seen = self.ingest is not None
         if self._reset_seen and read.lines:
             self._reset_seen = False
             if self.ingest is not None and starts_new_run(self.ingest, read.lines):
@@ -124,7 +125,9 @@ class Follower:
             last_line = self.tail.flush_partial()  # a log that ends without a newline (wandb copies, kills)
             if last_line is not None:
                 read = replace(read, lines=[last_line])
-        if read.lines and self.ingest is None and looks_binary(_head(self.spec.log)):
+        if read.lines and self.ingest is None and not self.binary:
+            self.binary = looks_binary(_head(self.spec.log))  # looked at once per file, not per read
+        if self.binary:
             changed |= self.problem != BINARY
             self.problem = BINARY  # read on (bounded), parse nothing, until the file is replaced
             read = replace(read, lines=[])
@@ -171,6 +174,7 @@ class Follower:
     def _restart(self) -> None:
         """The file was truncated or replaced: a new run in the same path. Keep nothing of the old one."""
         self.ingest = self.preview = None
+        self.binary = False
         self.buffered = False
         self.backfilling = True
 
@@ -182,10 +186,9 @@ class Follower:
             state, lines, errors = RunState(format=spec.format or "unknown"), 0, 0
         else:
             state, lines, errors = shown.state, shown.lines, shown.parse_errors
-        if "energy" not in telemetry and spec.power_watts is not None:
-            telemetry["energy"] = from_power_flag(spec.power_watts, state.clock_s if state.last else None)
         return snapshot.build(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
-                              price_per_kwh=spec.price_per_kwh, labels=spec.labels, **telemetry)  # type: ignore[arg-type]
+                              price_per_kwh=spec.price_per_kwh, power_watts=spec.power_watts, labels=spec.labels,
+                              **telemetry)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.tail.close()

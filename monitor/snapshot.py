@@ -87,9 +87,10 @@ SHOWN_SETTINGS = ("max_iters", "log_interval", "eval_interval", "eval_iters", "b
 def build(state: RunState, *, run: str, log: str, now: float, lines: int = 0, parse_errors: int = 0,
           energy: Energy | None = None, gpus: tuple[GpuSample, ...] = (), gpu_peak_flops: float | None = None,
           gpu_memory_peak_bytes: int | None = None, gpu_selection: str | None = None,
-          price_per_kwh: float | None = None, labels: dict[str, str] | None = None,
-          history: bool = True) -> Snapshot:
-    """Pure: the snapshot of `state` at `now` (energy and GPU readings come from the caller)."""
+          price_per_kwh: float | None = None, power_watts: float | None = None,
+          labels: dict[str, str] | None = None, history: bool = True) -> Snapshot:
+    """Pure: the snapshot of `state` at `now` (energy and GPU readings come from the caller; without a
+    measured `energy`, `power_watts` × the run's time is the estimate)."""
     fc = forecast(state, now)
     last = state.last
     max_iters = max_iters_known(state)
@@ -108,6 +109,15 @@ def build(state: RunState, *, run: str, log: str, now: float, lines: int = 0, pa
     if gpu_peak_flops and fc.tokens_per_s and fpt:
         n_gpus = max(1, len(gpus))
         mfu = fc.tokens_per_s * fpt / (gpu_peak_flops * n_gpus)
+    elapsed = None
+    if state.time_axis == "timestamps" and state.first_wall is not None and state.last_wall is not None:
+        elapsed = state.last_wall - state.first_wall
+    elif last is not None:
+        elapsed = state.clock_s
+    if energy is None and power_watts is not None and elapsed is not None:
+        # no measurement: the user's stated power over the run's time, labelled as such
+        energy = Energy(joules=power_watts * elapsed, source="power-flag", estimated_joules=power_watts * elapsed,
+                        mean_power_w=power_watts)
     energy = energy or Energy()
     e_forecast = None
     if energy.joules is not None and energy.mean_power_w and fc.eta_s is not None:
@@ -119,11 +129,6 @@ def build(state: RunState, *, run: str, log: str, now: float, lines: int = 0, pa
             status = "stalled"
         elif state.evaluating:
             status = "evaluating"
-    elapsed = None
-    if state.time_axis == "timestamps" and state.first_wall is not None and state.last_wall is not None:
-        elapsed = state.last_wall - state.first_wall
-    elif last is not None:
-        elapsed = state.clock_s
     return Snapshot(
         run=run, log=log, format=state.format, taken_at=now, state=status,
         iter=iter_, max_iters=max_iters, max_iters_source=ms.source if ms and max_iters is not None else None,

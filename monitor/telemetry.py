@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from monitor import procs
-from monitor.energy import from_power_flag
 from monitor.gpu import BackgroundSampler, GpuSample
 from monitor.meter import EnergyMeter
 from monitor.peaks import peak_flops
@@ -61,16 +60,15 @@ class Telemetry:
             run.matched = "NVML lists the run's process" in run.how
         ours = tuple(s for s in samples if s.index in run.gpus)
         state = follower.ingest.state if follower.ingest is not None else None
-        if ours:
+        out: dict[str, object] = {"gpus": ours, "gpu_peak_flops": self.peak_override or _peak(ours),
+                                  "gpu_memory_peak_bytes": run.meter.memory_peak_bytes,
+                                  "gpu_selection": run.how or None}
+        if ours:  # measured; otherwise the snapshot falls back to --power-watts, if given
             if run.clock_at_attach is None and state is not None:
                 run.clock_at_attach = state.clock_s
             run.meter.update(ours)
-            energy = run.meter.energy(run.clock_at_attach)
-        else:
-            energy = from_power_flag(follower.spec.power_watts, state.clock_s if state is not None else None)
-        peak = self.peak_override or _peak(ours)
-        return {"energy": energy, "gpus": ours, "gpu_peak_flops": peak,
-                "gpu_memory_peak_bytes": run.meter.memory_peak_bytes, "gpu_selection": run.how or None}
+            out["energy"] = run.meter.energy(run.clock_at_attach)
+        return out
 
     def _track_writer(self, run: _Run, follower: Follower, now: float) -> None:
         state = follower.ingest.state if follower.ingest is not None else None

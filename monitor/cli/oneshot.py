@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from monitor import energy, snapshot
+from monitor import snapshot
 from monitor.cli.options import run_name, user_settings
 from monitor.load import load
 
@@ -43,12 +43,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     now = time.time()
     snap = snapshot.build(ingest.state, run=run_name(args, args.log), log=args.log, now=now,
                           lines=ingest.lines, parse_errors=ingest.parse_errors, history=False,
-                          price_per_kwh=args.price_per_kwh)
-    if args.power_watts is not None:
-        e = energy.from_power_flag(args.power_watts, snap.elapsed_s)
-        snap = snapshot.build(ingest.state, run=snap.run, log=args.log, now=now, lines=ingest.lines,
-                              parse_errors=ingest.parse_errors, history=False, energy=e,
-                              price_per_kwh=args.price_per_kwh)
+                          price_per_kwh=args.price_per_kwh, power_watts=args.power_watts)
     print(report.to_json(snap) if args.json else report.to_text(snap))
     return 0
 
