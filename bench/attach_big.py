@@ -31,9 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.run import Monitor, RunSpec  # noqa: E402
-from monitor.simrun import SimConfig, emissions  # noqa: E402
-from monitor.simulate import Output  # noqa: E402
+from monitor.daemon.writer import Monitor, RunSpec  # noqa: E402
+from monitor.sim.emit import emissions  # noqa: E402
+from monitor.sim.plan import SimConfig  # noqa: E402
+from monitor.sim.write import Output  # noqa: E402
 from monitor.snapshot import Snapshot  # noqa: E402
 
 BYTES_PER_ITER = 53  # gpt2-124m at log_interval 1, evals and checkpoints included

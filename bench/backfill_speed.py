@@ -7,7 +7,7 @@ Tms, mfu M%` lines and every 250 iterations `step N: train loss …, val loss �
 Then, with the file in the page cache, measures
 - `grep -c '^iter '` (the floor: a C program that only counts);
 - FileTail.read() alone, in 8 MiB slices as the run loop backfills (bytes → decoded, split lines);
-- FileTail + monitor.ingest.Ingest, the live path's parser and run state (lines → events → state).
+- FileTail + monitor.model.ingest.Ingest, the live path's parser and run state (lines → events → state).
 Reports the best of --repeat runs (wall clock; the machine is shared) as lines/s and MB/s.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.load import new_ingest  # noqa: E402
-from monitor.tail import FileTail  # noqa: E402
+from monitor.daemon.load import new_ingest  # noqa: E402
+from monitor.follow.tail import FileTail  # noqa: E402
 
 SLICE = 8 << 20  # what monitor/run.py's Follower reads per step while backfilling
 HEADER = """Overriding config with config/train_gpt2.py:

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from monitor.backtest import Backtest, replay
-from monitor.load import new_ingest, read_batches
-from monitor.simulate import SimConfig, write
+from monitor.daemon.load import new_ingest
+from monitor.follow.read import read_batches
+from monitor.model.backtest import Backtest, replay
+from monitor.sim.write import SimConfig, write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(os.path.dirname(ROOT), "shared", "corpus")

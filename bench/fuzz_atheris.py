@@ -35,11 +35,12 @@ with atheris.instrument_imports():
 
     from exporters import report
     from exporters.prometheus import TrainwatchCollector
-    from monitor import snapshot
-    from monitor.ingest import Ingest
-    from monitor.lines import LineSplitter
-    from monitor.load import new_ingest
-    from monitor.state import RunState
+    from monitor.daemon.load import new_ingest
+    from monitor.follow.lines import LineSplitter
+    from monitor.model.build import build_snapshot
+    from monitor.model.ingest import Ingest
+    from monitor.model.state import RunState
+    from monitor.snapshot import Snapshot
     from parsers.detect import PARSERS, make_parser
     from parsers.pyconfig import MAX_STR_CHARS, literal_value, parse_assignment
 
@@ -70,14 +71,14 @@ def fuzz_log(data: bytes) -> None:
     for i, line in enumerate(lines):
         live.feed_lines([line], NOW + i)
     for ing in (ingest, live):
-        snap = snapshot.build(ing.state, run="fuzz", log="fuzz.log", now=NOW + len(lines) + 1, lines=ing.lines,
+        snap = build_snapshot(ing.state, run="fuzz", log="fuzz.log", now=NOW + len(lines) + 1, lines=ing.lines,
                               parse_errors=ing.parse_errors)
         report.to_text(snap)
         json.loads(report.to_json(snap), parse_constant=_refuse)
         _exposition(snap)
 
 
-def _exposition(snap: snapshot.Snapshot) -> None:
+def _exposition(snap: Snapshot) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TrainwatchCollector(lambda: (snap,), version="fuzz"))
     families = list(text_string_to_metric_families(generate_latest(registry).decode()))

@@ -1,6 +1,6 @@
 """The real-GPU check: a short real training (bench/gpu_train.py, `| tee train.log`) followed live with
-trainwatch's own parts (monitor.gpu, monitor.meter, monitor.procs, the ingest and snapshot path), then
-a comparison of what trainwatch said against what happened.
+trainwatch's own parts (monitor.hardware: gpu, meter, procs; the ingest and snapshot path), then a
+comparison of what trainwatch said against what happened.
 
 Needs: torch with a GPU (for the training), nvidia-ml-py (pynvml). Nothing else of trainwatch's
 dependencies: without pynvml it still trains and reports what it can. Output goes to stdout and, when
@@ -24,14 +24,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor import snapshot  # noqa: E402
-from monitor.gpu import BackgroundSampler, GpuSample, check_lines, make_sampler  # noqa: E402
-from monitor.ingest import Ingest  # noqa: E402
-from monitor.lines import LineSplitter  # noqa: E402
-from monitor.load import new_ingest  # noqa: E402
-from monitor.meter import EnergyMeter  # noqa: E402
-from monitor.peaks import peak_flops  # noqa: E402
-from monitor.procs import Writer, alive, dataset_tokens, find_writer, run_gpus, started_at  # noqa: E402
+from monitor.daemon.load import new_ingest  # noqa: E402
+from monitor.follow.lines import LineSplitter  # noqa: E402
+from monitor.hardware.gpu import BackgroundSampler, check_lines, make_sampler  # noqa: E402
+from monitor.hardware.meter import EnergyMeter  # noqa: E402
+from monitor.hardware.peaks import peak_flops  # noqa: E402
+from monitor.hardware.procs import Writer, alive, dataset_tokens, find_writer, run_gpus, started_at  # noqa: E402
+from monitor.model.build import build_snapshot  # noqa: E402
+from monitor.model.ingest import Ingest  # noqa: E402
+from monitor.snapshot import GpuSample, Snapshot  # noqa: E402
 from monitor.units import duration, human  # noqa: E402
 
 OUT = os.environ.get("OUT")
@@ -94,8 +95,8 @@ class Check:
         self.attach_at: float | None = None
         self.before_s: float | None = None  # the process's age at attach
         self.log_before_s: float | None = None  # the log's elapsed time at attach
-        self.at_10: snapshot.Snapshot | None = None
-        self.snap: snapshot.Snapshot | None = None
+        self.at_10: Snapshot | None = None
+        self.snap: Snapshot | None = None
         self.seen_pids: set[tuple[int, int]] = set()
         self.power_max = self.temp_max = 0.0
         self.clocks: list[float] = []
@@ -169,13 +170,13 @@ class Check:
                 and snap.forecast.eta_s is not None):
             self.at_10 = snap
 
-    def snapshot(self, now: float) -> snapshot.Snapshot | None:
+    def snapshot(self, now: float) -> Snapshot | None:
         """What trainwatch publishes: the run state with the meter's energy and the GPUs' peak."""
         if self.follow.ingest is None or self.attach_at is None:
             return None
         peaks = [peak_flops(s.name) for s in self.ours]
         peak = peaks[0] if peaks and None not in peaks else None
-        return snapshot.build(self.follow.ingest.state, run="gpu-check", log=str(self.log), now=now,
+        return build_snapshot(self.follow.ingest.state, run="gpu-check", log=str(self.log), now=now,
                               energy=self.late.energy(self.before_s), gpus=tuple(self.ours), gpu_peak_flops=peak,
                               history=False)
 
@@ -195,7 +196,7 @@ class Check:
             self.serve.report(self.late.energy(self.before_s).joules, self.whole.energy(None).joules)
 
     def report_process(self, stats: dict) -> None:
-        say("\n-- process discovery (monitor.procs)")
+        say("\n-- process discovery (monitor.hardware.procs)")
         w = self.writer
         if w is None:
             say("writer of the log: not found")
@@ -212,7 +213,7 @@ class Check:
             say(f"dataset tokens from data/pystdlib/train.bin: {tokens:,}" if tokens else "dataset tokens: —")
 
     def report_energy(self, stats: dict) -> None:
-        say("\n-- power and energy (monitor.meter)")
+        say("\n-- power and energy (monitor.hardware.meter)")
         whole, late = self.whole, self.late
         e_whole = whole.energy(None)
         say(f"mean power {e_whole.mean_power_w or 0:.0f} W, max {self.power_max:.0f} W; "

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from serve_child import Serve  # noqa: E402  (bench/ is sys.path[0])
 
-from monitor.simrun import OUT, SimConfig, emissions  # noqa: E402
+from monitor.sim.emit import OUT, emissions  # noqa: E402
+from monitor.sim.plan import SimConfig  # noqa: E402
 
 
 def lines() -> Iterator[bytes]:

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics  # noqa: E402
 
 from exporters.prometheus import TrainwatchCollector, start_server  # noqa: E402
-from monitor.run import Monitor, RunSpec  # noqa: E402
+from monitor.daemon.writer import Monitor, RunSpec  # noqa: E402
 
 HEADER = """Overriding config with config/train_gpt2.py:
 max_iters = 600000

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.tail import FileTail  # noqa: E402
-from monitor.wake import DEFAULT_POLL_INTERVAL, make_waker  # noqa: E402
+from monitor.follow.tail import FileTail  # noqa: E402
+from monitor.follow.wake import DEFAULT_POLL_INTERVAL, make_waker  # noqa: E402
 
 STAMP = re.compile(r"^seq (\d+) t=([0-9.]+)$")
 

@@ -27,8 +27,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from monitor.simrun import SimConfig  # noqa: E402
-from monitor.simulate import write  # noqa: E402
+from monitor.sim.plan import SimConfig  # noqa: E402
+from monitor.sim.write import write  # noqa: E402
 
 SIZE = ("120", "40")
 

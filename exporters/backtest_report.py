@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from monitor.backtest import Backtest
+from monitor.model.backtest import Backtest
 from monitor.units import duration, printable
 
 SCHEMA = "trainwatch.backtest/1"

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.alerts import Alert
+from monitor.snapshot import Alert
 
 QUEUE_LIMIT = 100  # per destination: a receiver that is down for days must not grow memory
 _HOST = re.compile(r"^(?:localhost|(?:[\w-]+\.)+[A-Za-z]{2,}|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\])(?::\d+)?$")

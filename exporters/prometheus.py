@@ -29,7 +29,7 @@ from monitor.errors import TrainwatchError
 from monitor.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from monitor.gpu import GpuSample
+    from monitor.snapshot import GpuSample
 
 DEFAULT_PORT = 10464
 """Not in 9100–9999: the Prometheus wiki's exporter port list has allocated all of that range (since 2023),
@@ -214,7 +214,7 @@ def _gpus_of(snaps: Sequence[Snapshot]) -> tuple[GpuSample, ...]:
     seen: dict[str, GpuSample] = {}
     for snap in snaps:
         for g in snap.gpus:
-            sample = cast("GpuSample", g)  # Snapshot.gpus holds monitor.gpu.GpuSample
+            sample = cast("GpuSample", g)  # Snapshot.gpus holds monitor.hardware.gpu.GpuSample
             seen.setdefault(sample.uuid, sample)
     return tuple(sorted(seen.values(), key=lambda g: g.index))
 

@@ -10,8 +10,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from monitor import snapshot
-from monitor.load import load
+from monitor.daemon.load import load
+from monitor.model.build import build_snapshot
 from monitor.snapshot import Snapshot
 
 T0 = 1_800_000_000.0
@@ -52,5 +52,5 @@ def snap(path: Path, lines: list[str], offset: float = 0.0, **build: object) -> 
     path.write_text("\n".join(lines) + "\n")
     os.utime(path, (T0, T0))
     ingest = load(str(path))
-    return snapshot.build(ingest.state, run=path.stem, log=str(path), now=T0 + offset, lines=ingest.lines,
+    return build_snapshot(ingest.state, run=path.stem, log=str(path), now=T0 + offset, lines=ingest.lines,
                           **build)  # type: ignore[arg-type]

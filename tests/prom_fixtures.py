@@ -19,9 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from monitor.forecast import Forecast
-from monitor.gpu import GpuProcess, GpuSample
-from monitor.snapshot import Energy, Snapshot
+from monitor.snapshot import Energy, Forecast, GpuProcess, GpuSample, Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "exporters" / "alerts"

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 from alert_logs import T0, header, iterations, snap
 
-from monitor.alert_state import AlertStore, identify, state_dir
-from monitor.alerts import AlertConfig, AlertMemory, RunMemory, evaluate
-from monitor.gpu import GpuSample
-from monitor.snapshot import Energy, Snapshot
+from monitor.alerts.rules import AlertConfig, AlertMemory, RunMemory, evaluate
+from monitor.alerts.store import AlertStore, identify, state_dir
+from monitor.snapshot import Energy, GpuSample, Snapshot
 from monitor.units import clock, duration
 
 CFG = AlertConfig(notify_before_s=30, moved_threshold_s=10, slowdown_for_s=5)
@@ -298,8 +297,8 @@ import sys
 sys.path.insert(0, "tests")
 from alert_logs import snap
 from pathlib import Path
-from monitor.alert_state import AlertStore
-from monitor.alerts import AlertConfig, AlertMemory, RunMemory, evaluate
+from monitor.alerts.store import AlertStore
+from monitor.alerts.rules import AlertConfig, AlertMemory, RunMemory, evaluate
 log, state = sys.argv[1], sys.argv[2]
 store = AlertStore(state)
 lines = Path(log).read_text().splitlines()

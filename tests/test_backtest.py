@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.backtest import FRACTIONS, _TqdmEma
-from monitor.simulate import SimConfig, write
+from monitor.model.backtest import FRACTIONS, _TqdmEma
+from monitor.sim.write import SimConfig, write
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "tests" / "fixtures" / "real"

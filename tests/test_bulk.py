@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor import ingest, snapshot
-from monitor.load import load
-from monitor.simulate import SimConfig, write
+from monitor.daemon.load import load
+from monitor.model import ingest
+from monitor.model.build import build_snapshot
+from monitor.sim.write import SimConfig, write
+from monitor.snapshot import Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "nanogpt"
@@ -23,12 +25,12 @@ SIMULATED = {
 }
 
 
-def both(path: str, monkeypatch: pytest.MonkeyPatch) -> tuple[snapshot.Snapshot, snapshot.Snapshot, int, int]:
+def both(path: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Snapshot, Snapshot, int, int]:
     fast = load(path)
     with monkeypatch.context() as m:
         m.setattr(ingest, "BULK_MIN_LINES", 10**12)
         slow = load(path)
-    snaps = [snapshot.build(i.state, run="r", log=path, now=2e9, lines=i.lines, parse_errors=i.parse_errors)
+    snaps = [build_snapshot(i.state, run="r", log=path, now=2e9, lines=i.lines, parse_errors=i.parse_errors)
              for i in (fast, slow)]
     return snaps[0], snaps[1], fast.state.iteration_lines, slow.state.iteration_lines
 

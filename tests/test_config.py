@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import Config, load_config, sources
+from monitor.daemon.config import Config, load_config, sources
+from monitor.daemon.writer import Monitor
 from monitor.errors import TrainwatchError
-from monitor.run import Monitor
 
 GOOD = """
 price_per_kwh = 0.30

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.load import load
+from monitor.daemon.load import load
 from parsers.auto import AutoParser
 from parsers.base import feed
 from parsers.detect import PARSERS, detect, make_parser

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from monitor.forecast import evals_left, forecast
-from monitor.ingest import Ingest
-from monitor.state import RunState
+from monitor.model.forecast import evals_left, forecast
+from monitor.model.ingest import Ingest
+from monitor.model.state import RunState
 from parsers.nanogpt import DEFAULTS, NanoGptParser
 
 HEADER = ["Overriding config with config/x.py:", "max_iters = {max_iters}", "log_interval = 10",

@@ -16,9 +16,8 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from monitor.gpu import (
+from monitor.hardware.gpu import (
     BackgroundSampler,
-    GpuProcess,
     NoGpu,
     NvmlSampler,
     ScriptedSampler,
@@ -27,7 +26,8 @@ from monitor.gpu import (
     make_sampler,
     throttle_names,
 )
-from monitor.peaks import peak_flops
+from monitor.hardware.peaks import peak_flops
+from monitor.snapshot import GpuProcess
 
 FAKE_C = Path(__file__).with_name("fake_nvml.c")
 E = pynvml.NVMLError
@@ -143,7 +143,7 @@ def test_nvml_that_cannot_start_gives_nogpu_with_the_reason(monkeypatch, code, r
 
 
 def test_importing_the_module_neither_loads_nor_initialises_nvml():
-    code = ("import sys, monitor.gpu as g; s = g.NvmlSampler(); "
+    code = ("import sys, monitor.hardware.gpu as g; s = g.NvmlSampler(); "
             "print('pynvml' in sys.modules, s.status())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False NVML not initialised yet"

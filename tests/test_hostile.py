@@ -32,7 +32,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.prometheus import TrainwatchCollector
-from monitor.run import Monitor, RunSpec
+from monitor.daemon.writer import Monitor, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 RSS_LIMIT_MB = 200  # the brief allowed 400; attaching to anything here peaks near 25–60 MB

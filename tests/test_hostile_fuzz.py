@@ -7,8 +7,8 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.ingest import Ingest
-from monitor.state import RunState
+from monitor.model.ingest import Ingest
+from monitor.model.state import RunState
 from parsers.detect import make_parser
 from parsers.pyconfig import literal_value, parse_assignment
 
@@ -44,7 +44,7 @@ def test_config_reader_never_raises(text: str) -> None:
 @settings(max_examples=EXAMPLES // 10, deadline=None)
 @given(st.binary(max_size=2048))
 def test_bytes_never_raise(data: bytes) -> None:
-    from monitor.lines import LineSplitter
+    from monitor.follow.lines import LineSplitter
 
     splitter = LineSplitter()
     ingest = Ingest(make_parser("nanogpt"), RunState())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.gpu import GpuProcess, ScriptedSampler, make_sample
-from monitor.meter import EnergyMeter
-from monitor.snapshot import Energy
+from monitor.hardware.gpu import ScriptedSampler, make_sample
+from monitor.hardware.meter import EnergyMeter
+from monitor.snapshot import Energy, GpuProcess
 
 
 def frames(*readings):
@@ -127,7 +127,7 @@ def test_memory_unknown():
 
 def test_the_energy_forecast_uses_recent_power_not_the_idle_start() -> None:
     """A run's first minute (loading, compiling) draws little; the rest of the run draws what it draws now."""
-    from monitor.meter import RECENT_S
+    from monitor.hardware.meter import RECENT_S
 
     meter = EnergyMeter()
     t, energy = 0.0, 0.0

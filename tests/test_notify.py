@@ -15,11 +15,11 @@ import pytest
 from alert_logs import T0, header, iterations, snap
 from http_sink import Sink, closed_port
 
-from exporters.alert_pump import AlertPump
 from exporters.notify import Notifier, redact
-from monitor.alert_state import AlertStore
-from monitor.alerts import Alert, AlertConfig
-from monitor.snapshot import Snapshot
+from monitor.alerts.pump import AlertPump
+from monitor.alerts.rules import AlertConfig
+from monitor.alerts.store import AlertStore
+from monitor.snapshot import Alert, Snapshot
 
 ALERT = Alert(run="gpt2", kind="crashed", title="gpt2: crashed at iter 300", body="RuntimeError: CUDA error",
               level="failure", key="crashed#1", at=T0)
@@ -181,7 +181,7 @@ def test_the_bell_rings_off_the_callers_thread(notifiers: list[Notifier]) -> Non
 LAZY = """
 import sys
 from exporters.notify import Notifier
-from monitor.alerts import Alert
+from monitor.snapshot import Alert
 n = Notifier(sys.argv[1:], desktop=False, bell=lambda: None, attempts=1)
 n.send(Alert("r", "finished", "t", "b", "success", "finished", 0.0))
 n.close(timeout=10)

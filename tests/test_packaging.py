@@ -35,7 +35,7 @@ def test_console_script_is_declared() -> None:
     ("module", "forbidden"),
     [
         ("monitor.cli", ["textual", "prometheus_client", "apprise", "pynvml"]),
-        ("monitor.load", ["textual", "prometheus_client", "apprise", "watchdog", "pynvml"]),
+        ("monitor.daemon.load", ["textual", "prometheus_client", "apprise", "watchdog", "pynvml"]),
         ("exporters.report", ["textual", "watchdog", "pynvml", "apprise"]),
         ("parsers.detect", ["textual", "watchdog", "pynvml", "apprise", "prometheus_client", "monitor", "exporters"]),
     ],

@@ -21,10 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporters import report
-from monitor import snapshot
-from monitor.ingest import Ingest
-from monitor.load import CHUNK, load
-from monitor.state import RunState
+from monitor.daemon.load import load
+from monitor.follow.read import CHUNK
+from monitor.model.build import build_snapshot
+from monitor.model.ingest import Ingest
+from monitor.model.state import RunState
 from parsers.base import feed
 from parsers.detect import PARSERS, make_parser
 from parsers.events import ConfigValue, ErrorEvent, Eval, Event, Iteration, RunStart
@@ -215,7 +216,7 @@ def test_report_reads_the_log(rel: str) -> None:
     expect, want = EXPECTED[rel], facts(rel)
     ingest = load(str(CORPUS / rel))
     state = ingest.state
-    snap = snapshot.build(state, run=Path(rel).stem, log=rel, now=state.last_wall or 0.0, lines=ingest.lines,
+    snap = build_snapshot(state, run=Path(rel).stem, log=rel, now=state.last_wall or 0.0, lines=ingest.lines,
                           parse_errors=ingest.parse_errors)
     doc = json.loads(report.to_json(snap))
     assert report.to_text(snap)

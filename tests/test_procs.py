@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.gpu import GpuProcess, make_sample
-from monitor.procs import Writer, alive, dataset_tokens, find_writer, run_gpus, started_at
+from monitor.hardware.gpu import make_sample
+from monitor.hardware.procs import Writer, alive, dataset_tokens, find_writer, run_gpus, started_at
+from monitor.snapshot import GpuProcess
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="process discovery reads /proc (Linux)")
 

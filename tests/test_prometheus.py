@@ -34,9 +34,10 @@ from exporters.prometheus import (
     parse_listen,
     start_server,
 )
+from monitor.daemon.load import load
 from monitor.errors import TrainwatchError
-from monitor.load import load
-from monitor.snapshot import Snapshot, build
+from monitor.model.build import build_snapshot
+from monitor.snapshot import Snapshot
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.txt"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -52,7 +53,7 @@ def registry_for(*snaps: Snapshot, **kw: object) -> CollectorRegistry:
 
 def snapshot_of(path: Path, *, now: float = T0, run: str = "run", **kw: object) -> Snapshot:
     ingest = load(str(path))
-    return build(ingest.state, run=run, log=str(path), now=now, lines=ingest.lines,
+    return build_snapshot(ingest.state, run=run, log=str(path), now=now, lines=ingest.lines,
                  parse_errors=ingest.parse_errors, **kw)  # type: ignore[arg-type]
 
 

@@ -149,7 +149,7 @@ def test_trainwatch_serve_following_a_simulated_run(stack: Stack, tmp_path: Path
     log = tmp_path / "sim.log"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     # shakespeare-char: ~6 s of compile at speed 5, then 2000 iterations and 8 evals in ~8 s
-    sim = subprocess.Popen([sys.executable, "-m", "monitor.simulate", str(log), "--max-iters", "2000", "--speed", "5"],
+    sim = subprocess.Popen([sys.executable, "-m", "monitor.sim.write", str(log), "--max-iters", "2000", "--speed", "5"],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     serve_log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen([*trainwatch_command(), "serve", str(log), "--listen", f"127.0.0.1:{stack.serve_port}"],

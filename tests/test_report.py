@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from exporters import report
-from monitor import snapshot
-from monitor.load import load
+from monitor.daemon.load import load
+from monitor.model.build import build_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -52,7 +52,7 @@ def test_worked_example_of_the_seed(tmp_path: Path) -> None:
     log = tmp_path / "seed.log"
     log.write_text(SEED_LOG)
     state = load(str(log), user={"dataset_tokens": 3.68e9}).state
-    snap = snapshot.build(state, run="seed", log=str(log), now=0.0)
+    snap = build_snapshot(state, run="seed", log=str(log), now=0.0)
     assert snap.tokens_per_iter == 524_288
     assert snap.tokens_total == pytest.approx(10.49e9, rel=1e-3)
     assert snap.epochs_total == pytest.approx(2.85, abs=0.005)
@@ -98,7 +98,7 @@ NANOGPT_EXPECTED = {
 @pytest.mark.parametrize("path", sorted((CORPUS / "nanogpt").glob("*.log")), ids=lambda p: p.name)
 def test_report_on_every_nanogpt_corpus_log(path: Path) -> None:
     ingest = load(str(path))
-    snap = snapshot.build(ingest.state, run=path.stem, log=str(path), now=2e9)
+    snap = build_snapshot(ingest.state, run=path.stem, log=str(path), now=2e9)
     doc = report.to_dict(snap)
     json.dumps(doc, allow_nan=False)
     report.to_text(snap)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.run import BUFFERING_HINT, Monitor, RunSpec
+from monitor.daemon.writer import BUFFERING_HINT, Monitor, RunSpec
 
 WRITER = textwrap.dedent("""
     import sys, time
@@ -107,8 +107,8 @@ def test_listeners_see_every_publish_and_a_failing_listener_does_not_stop_the_lo
 
 def test_a_big_log_shows_its_head_and_tail_before_it_is_read_whole(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from monitor import preview
-    from monitor.simulate import SimConfig, write
+    from monitor.daemon import preview
+    from monitor.sim.write import SimConfig, write
 
     log = tmp_path / "big.log"
     write(SimConfig(seed=1, log_interval=1, max_iters=20000), str(log), instant=True)

@@ -2,7 +2,7 @@
 
 The golden file examples/shakespeare-char.log is this simulator's output; after a deliberate change
 to the simulation, regenerate it with
-`rm examples/shakespeare-char.log && python -m monitor.simulate examples/shakespeare-char.log --seed 1 --instant`.
+`rm examples/shakespeare-char.log && python -m monitor.sim.write examples/shakespeare-char.log --seed 1 --instant`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor import cli, simulate
+from monitor import cli
+from monitor.daemon.load import load
 from monitor.errors import TrainwatchError
-from monitor.load import load
-from monitor.simrun import SimConfig, emissions, generate, plan
+from monitor.sim import write as simulate
+from monitor.sim.emit import emissions, generate
+from monitor.sim.plan import SimConfig, plan
 from parsers.base import feed
 from parsers.events import ConfigValue, ErrorEvent, Eval, Event, Iteration
 from parsers.nanogpt import NanoGptParser
@@ -352,7 +354,7 @@ def test_buffered_timestamps_stamp_whole_lines_at_flush_time() -> None:
 def test_live_subprocess_grows_the_file_then_matches_the_instant_log(tmp_path: Path) -> None:
     args = ["--max-iters", "300", "--eval-interval", "100", "--seed", "5"]
     live, reference = tmp_path / "live.log", tmp_path / "ref.log"
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.simulate", str(live), "--speed", "40", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.sim.write", str(live), "--speed", "40", *args],
                             env=child_env(), stderr=subprocess.PIPE)
     try:
         assert simulate.main([str(reference), "--instant", *args]) == 0
@@ -376,7 +378,7 @@ def test_buffered_subprocess_file_grows_only_at_block_boundaries(tmp_path: Path)
     simulate.play(emissions(cfg), simulate.Output(chunks.append, buffered=True), instant=True)
     boundaries = {sum(len(c) for c in chunks[:k]) for k in range(len(chunks) + 1)}
     live = tmp_path / "buffered.log"
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.simulate", str(live), "--buffered", "--speed", "200",
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.sim.write", str(live), "--buffered", "--speed", "200",
                              "--seed", "4"], env=child_env())
     try:
         seen = set()
@@ -396,7 +398,7 @@ def test_buffered_subprocess_file_grows_only_at_block_boundaries(tmp_path: Path)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_ends_the_writer_quietly(sig: signal.Signals, tmp_path: Path) -> None:
     log = tmp_path / "out.log"
-    proc = subprocess.Popen([sys.executable, "-m", "monitor.simulate", str(log), "--speed", "4"],
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.sim.write", str(log), "--speed", "4"],
                             env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: log.exists() and b"compiling the model" in log.read_bytes(), what="the banner")

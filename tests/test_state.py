@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import tracemalloc
 
-from monitor.history import Series
-from monitor.ingest import Ingest
-from monitor.state import RunState
+from monitor.model.history import Series
+from monitor.model.ingest import Ingest
+from monitor.model.state import RunState
 from parsers.nanogpt import DEFAULTS, NanoGptParser
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor import service
 from monitor.cli import build_parser
+from monitor.daemon import install as service
 from monitor.errors import TrainwatchError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,9 +26,9 @@ from typing import TextIO
 
 import pytest
 
-from monitor.lines import MAX_LINE_BYTES
-from monitor.tail import FileTail, TailRead
-from monitor.wake import make_waker
+from monitor.follow.lines import MAX_LINE_BYTES
+from monitor.follow.tail import FileTail, TailRead
+from monitor.follow.wake import make_waker
 
 HERE = Path(__file__).parent
 WRITER = HERE / "writer_proc.py"

@@ -28,8 +28,7 @@ from exporters.tui.run_view import RunView
 from exporters.tui.stats import StatsPanel
 from exporters.tui.terminal import logs_held
 from monitor.errors import TrainwatchError
-from monitor.snapshot import Snapshot
-from monitor.state import EvalPoint, IterPoint, Note
+from monitor.snapshot import EvalPoint, IterPoint, Note, Snapshot
 
 SHAKESPEARE = "char-tmux-pane-capture-ansi-shell-session.log"
 OOM = "char-1gpu-xxl-cuda-oom-crash.log"
@@ -480,8 +479,8 @@ def test_run_tui_needs_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.asyncio
 async def test_follows_the_real_writer_loop(tmp_path: Path) -> None:
-    """The live path: monitor.run.Monitor tails a growing file, the app pulls its snapshots."""
-    from monitor.run import Monitor, RunSpec
+    """The live path: monitor.daemon.writer.Monitor tails a growing file, the app pulls its snapshots."""
+    from monitor.daemon.writer import Monitor, RunSpec
 
     full = simulated(tmp_path, max_iters=300, eval_interval=100, log_interval=10).read_bytes().splitlines(True)
     first = next(i for i, line in enumerate(full) if line.startswith(b"iter "))

@@ -18,8 +18,7 @@ from tui_screen import wait_for
 
 from exporters.tui.app import TrainwatchApp
 from exporters.tui.run_view import RunView
-from monitor.snapshot import Snapshot
-from monitor.state import Note
+from monitor.snapshot import Note, Snapshot
 
 SnapCompare = Callable[..., bool]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor import wake
-from monitor.wake import Waker, make_waker
+from monitor.follow import wake
+from monitor.follow.wake import Waker, make_waker
 
 LONG = 10.0  # a wake-up must come well before this
 QUIET = 0.3  # no wake-up may come within this

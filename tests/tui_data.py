@@ -19,14 +19,22 @@ import sys
 import time
 from pathlib import Path
 
-from monitor import compute
-from monitor.forecast import Forecast
-from monitor.gpu import GpuProcess, GpuSample
-from monitor.load import load
-from monitor.simrun import SimConfig
-from monitor.simulate import write
-from monitor.snapshot import Energy, Snapshot, build
-from monitor.state import EvalPoint, IterPoint, Note, Setting
+from monitor.daemon.load import load
+from monitor.model import compute
+from monitor.model.build import build_snapshot
+from monitor.sim.plan import SimConfig
+from monitor.sim.write import write
+from monitor.snapshot import (
+    Energy,
+    EvalPoint,
+    Forecast,
+    GpuProcess,
+    GpuSample,
+    IterPoint,
+    Note,
+    Setting,
+    Snapshot,
+)
 
 FIXED_NOW = 1_764_300_000.0  # Fri 28 Nov 2025 03:20 UTC; tests pin TZ=UTC so clock times are fixed
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "nanogpt"
@@ -45,7 +53,7 @@ def from_log(path: Path | str, *, run: str | None = None, now: float = FIXED_NOW
     ingest = load(str(path), max_bytes=max_bytes)
     if ingest.state.time_axis != "timestamps":
         ingest.state.last_wall = now - silent_s  # instead of the file's mtime, which varies
-    return build(ingest.state, run=run or Path(path).stem, log=str(path), now=now, lines=ingest.lines,
+    return build_snapshot(ingest.state, run=run or Path(path).stem, log=str(path), now=now, lines=ingest.lines,
                  parse_errors=ingest.parse_errors)
 
 

@@ -1,6 +1,6 @@
 """The Textual app: pulls the latest snapshots on an interval and shows one run, or a tab per run.
 
-The app never touches run state. A single writer (monitor.run.Monitor) publishes a tuple of immutable
+The app never touches run state. A single writer (monitor.daemon.writer.Monitor) publishes a tuple of immutable
 snapshots; `source()` returns the latest, and this app reads it at most twice a second on the UI
 thread. Everything it draws is bounded by the snapshot (history ≤ ~4096 points, 200 notes), so the UI
 costs the same at iteration 100 and at iteration 10 million.

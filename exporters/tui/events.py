@@ -19,8 +19,7 @@ from rich.text import Text
 
 from exporters.tui.panel import TextPanel
 from exporters.tui.plotdata import current_path
-from monitor.snapshot import Snapshot
-from monitor.state import EvalPoint, Note
+from monitor.snapshot import EvalPoint, Note, Snapshot
 
 SHOWN = 60  # more than any panel is tall; older events are in the log itself
 ERROR_CHARS = 200  # an error wraps to show its message, up to a few lines

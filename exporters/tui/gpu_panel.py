@@ -1,6 +1,6 @@
 """The GPUs of the run: power, memory, utilisation and temperature, one line each.
 
-Reads `monitor.gpu.GpuSample` fields by name; a field the GPU does not report is None and shows "—".
+Reads `monitor.hardware.gpu.GpuSample` fields by name; a field the GPU does not report is None and shows "—".
 """
 
 from __future__ import annotations

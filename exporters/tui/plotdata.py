@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from monitor.state import EvalPoint, IterPoint
+from monitor.snapshot import EvalPoint, IterPoint
 
 
 @dataclass(frozen=True, slots=True)

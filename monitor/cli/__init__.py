@@ -11,11 +11,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from monitor import service, simulate
 from monitor.cli.follow import cmd_demo, cmd_serve, cmd_watch
 from monitor.cli.oneshot import cmd_backtest, cmd_check, cmd_report
 from monitor.cli.options import add_follow_options, add_listen_option, add_run_options
+from monitor.daemon import install as service
 from monitor.errors import TrainwatchError
+from monitor.sim import write as simulate
 from monitor.units import printable
 
 COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check", "install-service")

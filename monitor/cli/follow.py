@@ -12,13 +12,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from monitor import simulate
 from monitor.cli.options import follow_sources, option
-from monitor.config import Config, load_config
+from monitor.daemon.config import Config, load_config
+from monitor.daemon.telemetry import Telemetry
+from monitor.daemon.writer import Monitor, RunSpec
 from monitor.errors import TrainwatchError
-from monitor.run import Monitor, RunSpec
-from monitor.telemetry import Telemetry
-from monitor.wake import DEFAULT_POLL_INTERVAL
+from monitor.follow.wake import DEFAULT_POLL_INTERVAL
+from monitor.sim import write as simulate
 
 log = logging.getLogger("trainwatch")
 
@@ -51,7 +51,7 @@ def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telem
 
 def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemetry]:
     """The writer loop for the logs of `args` and `cfg`, with GPU telemetry unless --no-gpu."""
-    from monitor.gpu import BackgroundSampler, make_sampler
+    from monitor.hardware.gpu import BackgroundSampler, make_sampler
 
     sampler = None if args.no_gpu else BackgroundSampler(make_sampler(), args.gpu_interval)
     telemetry = Telemetry(sampler, fallback_gpus=option(args, cfg, "gpu", None),
@@ -72,10 +72,10 @@ def start_alerts(args: argparse.Namespace, cfg: Config, monitor: Monitor, *,
                  bell: Callable[[], None] | None = None, toast: Callable[[Any], None] | None = None,
                  state_dir: str | None = None) -> Any:
     """The alert rules on every publish, delivered off the writer thread; returns the notifier (close it)."""
-    from exporters.alert_pump import AlertPump
     from exporters.notify import Notifier
-    from monitor.alert_state import AlertStore
-    from monitor.alerts import AlertConfig
+    from monitor.alerts.pump import AlertPump
+    from monitor.alerts.rules import AlertConfig
+    from monitor.alerts.store import AlertStore
 
     urls = list(getattr(args, "notify", None) or ()) or list(cfg.options.get("notify", ()))
     milestones = getattr(args, "notify_milestones", None) or tuple(
@@ -119,8 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporters.tui.app import run_tui
-    from monitor.gpu import BackgroundSampler
-    from monitor.simgpu import SimulatedGpu
+    from monitor.hardware.gpu import BackgroundSampler
+    from monitor.hardware.simgpu import SimulatedGpu
 
     cfg = simulate.SimConfig(preset="shakespeare-char", seed=args.seed, max_iters=args.max_iters)
     with tempfile.TemporaryDirectory(prefix="trainwatch-demo-") as tmp:

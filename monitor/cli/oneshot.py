@@ -7,17 +7,17 @@ import sys
 import time
 from collections.abc import Iterator
 
-from monitor import snapshot
 from monitor.cli.options import run_name, user_settings
-from monitor.load import load
+from monitor.daemon.load import load
+from monitor.model.build import build_snapshot
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """The environment, one fact a line: NVML, the file watcher, package ownership."""
     import importlib.metadata
 
-    from monitor.gpu import check_lines
-    from monitor.wake import make_waker
+    from monitor.follow.wake import make_waker
+    from monitor.hardware.gpu import check_lines
 
     lines = [f"trainwatch {importlib.metadata.version('trainwatch')}, Python {sys.version.split()[0]}"]
     lines += check_lines()
@@ -41,7 +41,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     ingest = load(args.log, format=args.format, user=user_settings(args))
     now = time.time()
-    snap = snapshot.build(ingest.state, run=run_name(args, args.log), log=args.log, now=now,
+    snap = build_snapshot(ingest.state, run=run_name(args, args.log), log=args.log, now=now,
                           lines=ingest.lines, parse_errors=ingest.parse_errors, history=False,
                           price_per_kwh=args.price_per_kwh, power_watts=args.power_watts)
     print(report.to_json(snap) if args.json else report.to_text(snap))
@@ -50,8 +50,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from exporters import backtest_report
-    from monitor.backtest import replay
-    from monitor.load import new_ingest, read_batches
+    from monitor.daemon.load import new_ingest
+    from monitor.follow.read import read_batches
+    from monitor.model.backtest import replay
 
     batches = read_batches(args.log)
     head, first = next(batches)

@@ -7,13 +7,13 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from monitor import config
-from monitor.compute import dataset_tokens_from_bin
-from monitor.config import Config, RunConfig
+from monitor.daemon import config
+from monitor.daemon.config import Config, RunConfig
+from monitor.daemon.writer import Sources
 from monitor.errors import TrainwatchError
-from monitor.run import Sources
+from monitor.follow.wake import DEFAULT_POLL_INTERVAL
+from monitor.model.compute import dataset_tokens_from_bin
 from monitor.units import parse_duration
-from monitor.wake import DEFAULT_POLL_INTERVAL
 from parsers.detect import PARSERS
 
 

@@ -14,7 +14,8 @@ import statistics
 from dataclasses import dataclass, replace
 from typing import cast
 
-from monitor.state import IterPoint, RunState
+from monitor.model.state import RunState
+from monitor.snapshot import Forecast, IterPoint
 
 MIN_SAMPLES = 3
 BLOCK = 8
@@ -30,22 +31,6 @@ LIVE_MIN_S = 30.0
 LIVE_RATIO = (0.7, 1.5)
 
 
-@dataclass(frozen=True, slots=True)
-class Forecast:
-    iter_s: float | None = None  # steady-state seconds per iteration
-    eval_overhead_s: float | None = None  # extra seconds per eval (+ checkpoint), measured
-    evals_left: int | None = None
-    eta_s: float | None = None
-    eta_p10_s: float | None = None
-    eta_p90_s: float | None = None
-    finish_at: float | None = None  # unix seconds
-    finish_p10: float | None = None
-    finish_p90: float | None = None
-    tokens_per_s: float | None = None
-    reason: str | None = None  # why there is no ETA
-    stalled_s: float | None = None  # silence beyond what the speed explains, when stalled
-    expected_gap_s: float | None = None  # expected time between two progress lines
-    slowdown: float | None = None  # current level ÷ the run's earlier steady level, when it changed
 
 
 def steady_samples(state: RunState) -> list[tuple[int, float]]:

@@ -14,8 +14,7 @@ import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from monitor.gpu import GpuSample
-from monitor.snapshot import Snapshot
+from monitor.snapshot import Alert, GpuSample, Snapshot
 from monitor.units import clock, duration, human
 
 EPISODIC = frozenset({"crashed", "stalled", "diverging", "slowdown"})
@@ -25,15 +24,6 @@ LIVE = frozenset({"running", "evaluating"})
 MESSAGE_CHARS = 300  # a traceback's last line can carry a whole tensor repr
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
-    run: str
-    kind: str  # finishing | finish-moved | finished | crashed | stalled | nan | diverging | slowdown | milestone
-    title: str
-    body: str
-    level: str  # info | success | warning | failure (apprise's notify types)
-    key: str  # the episode's identity: the same key never fires twice for a run
-    at: float
 
 
 @dataclass(frozen=True, slots=True)

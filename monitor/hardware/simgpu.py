@@ -7,7 +7,8 @@ import random
 import time
 from collections.abc import Callable
 
-from monitor.gpu import GpuProcess, GpuSample, make_sample
+from monitor.hardware.gpu import make_sample
+from monitor.snapshot import GpuProcess, GpuSample
 
 GIB = 1 << 30
 

@@ -24,7 +24,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from monitor.lines import LineSplitter
+from monitor.follow.lines import LineSplitter
 
 FINGERPRINT = 64
 """Bytes kept from just before the read offset; if the file no longer holds them, it was truncated."""

@@ -1,17 +1,13 @@
-"""Reading a whole log once (report, backtest): the same lines → parser → state path as live."""
+"""Reading a log file as bytes and lines, once (report, backtest, the first look): no parsing here."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from collections.abc import Iterator
 
 from monitor.errors import TrainwatchError
-from monitor.ingest import Ingest
-from monitor.lines import LineSplitter
-from monitor.state import RunState
-from parsers.detect import make_parser
+from monitor.follow.lines import LineSplitter
 
 CHUNK = 1 << 20
 
@@ -76,23 +72,3 @@ def read_batches(path: str, max_bytes: int | None = None) -> Iterator[tuple[byte
                 yield head, [tail]
     except OSError as e:
         raise TrainwatchError(f"{path}: {e.strerror or e}") from None
-
-
-def load(path: str, *, format: str | None = None, user: dict[str, object] | None = None,
-         max_bytes: int | None = None) -> Ingest:
-    """Parse the whole file (or its first `max_bytes`) as it is now."""
-    ingest: Ingest | None = None
-    for head, lines in read_batches(path, max_bytes):
-        if ingest is None:
-            ingest = new_ingest(head, format=format, user=user)
-        ingest.feed_lines(lines, None)
-    assert ingest is not None
-    with contextlib.suppress(OSError):  # gone since it was read: the lines stay unanchored
-        ingest.state.anchor(os.stat(path).st_mtime)
-    return ingest
-
-
-def new_ingest(head: bytes, *, format: str | None, user: dict[str, object] | None) -> Ingest:
-    parser = make_parser(format, head.decode("utf-8", "replace"))
-    state = RunState(format=parser.name, defaults=dict(getattr(parser, "defaults", {})), user=dict(user or {}))
-    return Ingest(parser, state)

@@ -15,7 +15,8 @@ import re
 from collections.abc import Callable
 from itertools import accumulate
 
-from monitor.state import OUTLIER_FACTOR, IterPoint, RunState
+from monitor.model.state import OUTLIER_FACTOR, RunState
+from monitor.snapshot import IterPoint
 
 RUN = re.compile(r"(?:^iter [^\n]*\n)+", re.M)
 MIN_RUN = 16

@@ -6,10 +6,8 @@ Formats follow shared/notes/log-formats.md §1.1 and §1.7 and the real logs in 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from monitor.simrun import Plan
+from monitor.sim.plan import Plan
 
 HOME = "/home/user/nanoGPT"
 SITE = "/home/user/.venv/lib/python3.11/site-packages"

@@ -16,31 +16,13 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
 
+from monitor.snapshot import GpuProcess, GpuSample
+
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class GpuProcess:
-    pid: int  # as NVML reports it: in containers this may be the host's PID (components.md §2)
-    used_memory_bytes: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class GpuSample:
-    index: int
-    uuid: str
-    name: str
-    at: float  # wall time of the reading
-    power_w: float | None
-    energy_j: float | None  # NVML total energy counter: joules since the driver was loaded (Volta+)
-    memory_used_bytes: int | None
-    memory_total_bytes: int | None
-    utilization: float | None  # ratio 0..1
-    temperature_c: float | None
-    sm_clock_mhz: float | None
-    throttle: tuple[str, ...]  # active clock-throttle reasons, human names
-    processes: tuple[GpuProcess, ...]  # compute processes on this GPU
-    lost: bool = False  # the GPU stopped answering: marked, not fatal
 
 
 class GpuSampler(Protocol):
@@ -340,7 +322,7 @@ def check_lines(sampler: GpuSampler | None = None) -> list[str]:
     """What `trainwatch check` prints about GPUs: the binding, NVML's state (and why), each GPU."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from monitor.peaks import peak_flops
+    from monitor.hardware.peaks import peak_flops
 
     try:
         lines = [f"nvidia-ml-py: {version('nvidia-ml-py')}"]

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from monitor.daemon.writer import RunSpec
 from monitor.errors import TrainwatchError
-from monitor.run import RunSpec
 from monitor.units import parse_duration
 
 RUN_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -98,7 +98,7 @@ def _run(values: dict[str, Any], text: str, where: str) -> RunConfig:
         raise TrainwatchError(f"{where}: a [[run]] needs `log = \"path or glob\"`")
     settings = {k: values[k] for k in SETTINGS if k in values}
     if "data_dir" in values:
-        from monitor.compute import dataset_tokens_from_bin
+        from monitor.model.compute import dataset_tokens_from_bin
 
         path = os.path.join(os.path.expanduser(values["data_dir"]), "train.bin")
         try:

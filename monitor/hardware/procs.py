@@ -12,8 +12,8 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from monitor.compute import dataset_tokens_from_bin
-from monitor.gpu import GpuSample
+from monitor.model.compute import dataset_tokens_from_bin
+from monitor.snapshot import GpuSample
 
 PROC = "/proc"
 # Programs that only pass a training script's output on (`python train.py | tee out.log`): the

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from monitor import procs
-from monitor.gpu import BackgroundSampler, GpuSample
-from monitor.meter import EnergyMeter
-from monitor.peaks import peak_flops
-from monitor.run import Follower
+from monitor.daemon.writer import Follower
+from monitor.hardware import procs
+from monitor.hardware.gpu import BackgroundSampler
+from monitor.hardware.meter import EnergyMeter
+from monitor.hardware.peaks import peak_flops
+from monitor.snapshot import GpuSample
 from parsers.events import ErrorEvent
 
 PROCESS_EXITED = ErrorEvent("ProcessExited", "the training process exited before max_iters")

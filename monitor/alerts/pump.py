@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from exporters.notify import Notifier
-from monitor.alert_state import AlertStore
-from monitor.alerts import Alert, AlertConfig, AlertMemory, RunMemory, evaluate
-from monitor.snapshot import Snapshot
+from monitor.alerts.rules import AlertConfig, AlertMemory, RunMemory, evaluate
+from monitor.alerts.store import AlertStore
+from monitor.snapshot import Alert, Snapshot
 
 _log = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    """Where alerts go (exporters.notify.Notifier): `send` must not block the writer thread."""
+
+    def send(self, alert: Alert) -> None: ...
 
 
 class AlertPump:
@@ -25,7 +31,7 @@ class AlertPump:
     message to the UI thread).
     """
 
-    def __init__(self, notifier: Notifier | None, cfg: AlertConfig, *, busy: Callable[[], bool],
+    def __init__(self, notifier: Sender | None, cfg: AlertConfig, *, busy: Callable[[], bool],
                  store: AlertStore | None = None, toast: Callable[[Alert], None] | None = None,
                  log: logging.Logger = _log) -> None:
         self.notifier = notifier

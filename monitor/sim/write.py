@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from monitor.errors import TrainwatchError
-from monitor.simpresets import PRESETS
-from monitor.simrun import ERR, EXIT, KILLED, OUT, STALLED, Emission, SimConfig, emissions
+from monitor.sim.emit import ERR, EXIT, KILLED, OUT, STALLED, Emission, emissions
+from monitor.sim.plan import SimConfig
+from monitor.sim.presets import PRESETS
 from monitor.units import parse_duration
 
 BLOCK = 8192  # Python's buffer for stdout redirected to a file or pipe (io.DEFAULT_BUFFER_SIZE)
@@ -245,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m monitor.simulate", description="Write a simulated nanoGPT log live.")
+    p = argparse.ArgumentParser(prog="python -m monitor.sim.write", description="Write a simulated nanoGPT log live.")
     add_arguments(p)
     args = p.parse_args(argv)
     try:

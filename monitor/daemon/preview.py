@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from monitor.ingest import Ingest
-from monitor.lines import LineSplitter
-from monitor.load import new_ingest
+from monitor.daemon.load import new_ingest
+from monitor.follow.lines import LineSplitter
+from monitor.model.ingest import Ingest
 
 PREVIEW_ABOVE = 8 << 20  # bytes: the Follower's read slice; a smaller log is read whole in its first step
 HEAD = 1 << 20

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 
-from monitor import bulk
-from monitor.state import RunState
+from monitor.model import bulk
+from monitor.model.state import RunState
 from parsers.base import Parser
 from parsers.text import clean_segments
 from parsers.timestamps import TimestampParser, detect_prefix
 
 BULK_MIN_LINES = 256
-"""Batches this large read on attach go through monitor.bulk; smaller ones are not worth it."""
+"""Batches this large read on attach go through monitor.model.bulk; smaller ones are not worth it."""
 
 _PROGRESS_LIKE = re.compile(r"^(?:iter \d+:|step[ :]?\d+)")
 

@@ -14,8 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from monitor.gpu import GpuSample
-from monitor.snapshot import Energy
+from monitor.snapshot import Energy, GpuSample
 
 RECENT_S = 120.0
 """The energy forecast uses the power of this last stretch: a run's start (loading, compiling) draws far
@@ -49,7 +48,7 @@ class _Track:
 class EnergyMeter:
     """Feed it the samples of the run's GPUs as they come; ask `energy()` at any time.
 
-    `pids` are the run's processes (both PID forms, see monitor.procs.Writer); the writer loop may
+    `pids` are the run's processes (both PID forms, see monitor.hardware.procs.Writer); the writer loop may
     replace the set when the process is found later. Duplicate or older readings are ignored, so the
     same latest sample may be fed more than once.
     """

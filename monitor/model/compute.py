@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.state import RunState
+from monitor.model.state import RunState
 
 
 def flops_per_token(params: float | None, n_layer: float | None, n_head: float | None,

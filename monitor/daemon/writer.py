@@ -15,14 +15,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from monitor import snapshot
-from monitor.ingest import Ingest
-from monitor.load import looks_binary, new_ingest
-from monitor.preview import preview
-from monitor.snapshot import Snapshot
-from monitor.state import Note, RunState
-from monitor.tail import FileTail, TailRead
-from monitor.wake import Waker, make_waker
+from monitor.daemon.load import new_ingest
+from monitor.daemon.preview import preview
+from monitor.follow.read import looks_binary
+from monitor.follow.tail import FileTail, TailRead
+from monitor.follow.wake import Waker, make_waker
+from monitor.model.build import build_snapshot
+from monitor.model.ingest import Ingest
+from monitor.model.state import RunState
+from monitor.snapshot import Note, Snapshot
 from parsers.base import feed
 from parsers.detect import PARSERS, make_parser
 from parsers.events import ConfigValue, Iteration, RunStart
@@ -179,14 +180,14 @@ class Follower:
         self.backfilling = True
 
     def snapshot(self, now: float, **telemetry: object) -> Snapshot:
-        """`telemetry`: energy, gpus, gpu_peak_flops… from the Monitor's extras hook (monitor.telemetry)."""
+        """`telemetry`: energy, gpus, gpu_peak_flops… from the Monitor's extras hook (monitor.daemon.telemetry)."""
         spec = self.spec
         shown = self.preview if self.preview is not None else self.ingest
         if shown is None:
             state, lines, errors = RunState(format=spec.format or "unknown"), 0, 0
         else:
             state, lines, errors = shown.state, shown.lines, shown.parse_errors
-        return snapshot.build(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
+        return build_snapshot(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
                               price_per_kwh=spec.price_per_kwh, power_watts=spec.power_watts, labels=spec.labels,
                               **telemetry)  # type: ignore[arg-type]
 

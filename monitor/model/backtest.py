@@ -12,8 +12,8 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from monitor.forecast import forecast, max_iters_known
-from monitor.ingest import Ingest
+from monitor.model.forecast import forecast, max_iters_known
+from monitor.model.ingest import Ingest
 
 FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 

@@ -12,46 +12,20 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field, replace
 
-from monitor.history import Series
+from monitor.model.history import Series
+from monitor.snapshot import EvalPoint, IterPoint, Note, Setting
 from parsers.events import Checkpoint, ConfigValue, ErrorEvent, Eval, Event, Iteration, Notice, RunStart
 
 OUTLIER_FACTOR = 3.0
 """An iteration this many times slower than the recent typical one carried an eval, a save or warm-up."""
 
 
-@dataclass(frozen=True, slots=True)
-class Setting:
-    value: object
-    source: str  # user | log | default
 
 
-@dataclass(frozen=True, slots=True)
-class IterPoint:
-    iter: int
-    loss: float | None
-    dt_s: float | None
-    t: float  # position on the run's time axis (see RunState.time_axis), seconds
-    wall: float | None  # wall-clock time the line was written, when known
-    overhead: bool  # carried an eval/checkpoint/warm-up, so it is not a steady-state sample
-    segment: int
-    tokens_per_s: float | None = None
-    mfu: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EvalPoint:
-    iter: int
-    train_loss: float | None
-    val_loss: float | None
-    wall: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Note:
-    wall: float | None
-    iter: int | None
-    level: str  # info | warning | error
-    text: str
 
 
 @dataclass

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from monitor.alerts import RunMemory
+from monitor.alerts.rules import RunMemory
 
 log = logging.getLogger(__name__)
 
