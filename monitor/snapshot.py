@@ -97,6 +97,19 @@ class Energy:
 
 
 @dataclass(frozen=True, slots=True)
+class RunTelemetry:
+    """What the machine says about one run at one instant (monitor.daemon.telemetry → the snapshot)."""
+
+    gpus: tuple[GpuSample, ...] = ()  # readings of the run's GPUs
+    gpu_peak_flops: float | None = None
+    gpu_memory_peak_bytes: int | None = None
+    gpu_selection: str | None = None  # how the run's GPUs were chosen, in words
+    energy: Energy | None = None  # measured; None lets the snapshot fall back to --power-watts
+    writer_exited: bool = False  # the process writing the log has gone: the writer records it
+    dataset_tokens: int | None = None  # the size of the dataset the writer's working directory holds
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     run: str
     log: str

@@ -49,7 +49,7 @@ class NanoGptParser:
     defaults = DEFAULTS
     iter_fields = re.compile(r"^iter (\d{1,18}): loss ([-\d.e+]+)(?: [A-Za-z]+)?, time ([\d.e+]+)ms"
                              r"(?:, mfu ([-\d.]+)%)?", re.M)
-    """One iteration line's fields, for reading runs of them in bulk (monitor.bulk): a looser pattern
+    """One iteration line's fields, for reading runs of them in bulk (monitor.model.bulk): a looser pattern
     than the line parser's, for speed; the numbers are checked when converted."""
 
     def __init__(self) -> None:

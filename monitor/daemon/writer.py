@@ -23,10 +23,10 @@ from monitor.follow.wake import Waker, make_waker
 from monitor.model.build import build_snapshot
 from monitor.model.ingest import Ingest
 from monitor.model.state import RunState
-from monitor.snapshot import Note, Snapshot
+from monitor.snapshot import Note, RunTelemetry, Snapshot
 from parsers.base import feed
 from parsers.detect import PARSERS, make_parser
-from parsers.events import ConfigValue, Iteration, RunStart
+from parsers.events import ConfigValue, ErrorEvent, Iteration, RunStart
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ Listener = Callable[[tuple[Snapshot, ...]], None]
 
 
 BINARY = "not a text log (binary data)"
+PROCESS_EXITED = ErrorEvent("ProcessExited", "the training process exited before max_iters")
+NO_TELEMETRY = RunTelemetry()
 
 
 def _head(path: str) -> bytes:
@@ -179,9 +181,16 @@ class Follower:
         self.buffered = False
         self.backfilling = True
 
-    def snapshot(self, now: float, **telemetry: object) -> Snapshot:
-        """`telemetry`: energy, gpus, gpu_peak_flops… from the Monitor's extras hook (monitor.daemon.telemetry)."""
+    def snapshot(self, now: float, telemetry: RunTelemetry = NO_TELEMETRY) -> Snapshot:
+        """`telemetry` comes from the Monitor's extras hook (monitor.daemon.telemetry): what it reports
+        about the run (its process exited, its dataset's size) is recorded here, then shown."""
         spec = self.spec
+        state_now = self.ingest.state if self.ingest is not None else None
+        if state_now is not None:
+            if telemetry.writer_exited and state_now.status == "running" and state_now.error is None:
+                state_now.apply(PROCESS_EXITED, now)
+            if telemetry.dataset_tokens and state_now.number("dataset_tokens") is None:
+                state_now.logged["dataset_tokens"] = telemetry.dataset_tokens
         shown = self.preview if self.preview is not None else self.ingest
         if shown is None:
             state, lines, errors = RunState(format=spec.format or "unknown"), 0, 0
@@ -189,7 +198,9 @@ class Follower:
             state, lines, errors = shown.state, shown.lines, shown.parse_errors
         return build_snapshot(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
                               price_per_kwh=spec.price_per_kwh, power_watts=spec.power_watts, labels=spec.labels,
-                              **telemetry)  # type: ignore[arg-type]
+                              energy=telemetry.energy, gpus=telemetry.gpus, gpu_peak_flops=telemetry.gpu_peak_flops,
+                              gpu_memory_peak_bytes=telemetry.gpu_memory_peak_bytes,
+                              gpu_selection=telemetry.gpu_selection)
 
     def close(self) -> None:
         self.tail.close()
@@ -232,7 +243,7 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._published_at = 0.0
-        self.extras: Callable[[Follower, float], dict[str, object]] | None = None
+        self.extras: Callable[[Follower, float], RunTelemetry] | None = None
 
     # ---- readers ---------------------------------------------------------------------------
     def snapshots(self) -> tuple[Snapshot, ...]:
@@ -346,8 +357,7 @@ class Monitor:
                 and now - prev.taken_at < SETTLED_REFRESH_S
             if prev is None or prev.run != f.spec.name or f.dirty or (refresh_all and not settled):
                 try:
-                    kw = self.extras(f, now) if self.extras else {}
-                    prev = f.snapshot(now, **kw)
+                    prev = f.snapshot(now, self.extras(f, now) if self.extras else NO_TELEMETRY)
                 except Exception:  # a bug with one log's data must not end the writer: keep its last view
                     log.exception("snapshot of %s failed", f.spec.log)
                     if prev is None:
