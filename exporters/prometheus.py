@@ -45,7 +45,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Series(Generic[T]):
+class Family(Generic[T]):
     """One metric family read from one field of a snapshot (or of a GPU sample)."""
 
     name: str  # as exposed: counters end in _total
@@ -53,7 +53,8 @@ class Series(Generic[T]):
     help: str
     value: Callable[[T], float | None]
 
-    def family(self) -> Metric:
+    def empty(self) -> Metric:
+        """A new family of this name and kind, for one scrape's samples."""
         if self.kind == "counter":
             return CounterMetricFamily(self.name, self.help)
         return GaugeMetricFamily(self.name, self.help)
@@ -63,51 +64,51 @@ def _mhz_to_hz(mhz: float | None) -> float | None:
     return mhz * 1e6 if mhz is not None else None
 
 
-RUN_SERIES: tuple[Series[Snapshot], ...] = (
-    Series("trainwatch_iteration", "gauge", "Last logged iteration.", lambda s: s.iter),
-    Series("trainwatch_max_iterations", "gauge", "Last iteration of the run (nanoGPT runs 0..max_iters inclusive).",
+RUN_SERIES: tuple[Family[Snapshot], ...] = (
+    Family("trainwatch_iteration", "gauge", "Last logged iteration.", lambda s: s.iter),
+    Family("trainwatch_max_iterations", "gauge", "Last iteration of the run (nanoGPT runs 0..max_iters inclusive).",
            lambda s: s.max_iters),
-    Series("trainwatch_progress_ratio", "gauge", "Share of the run's iterations done (0..1).", lambda s: s.fraction),
-    Series("trainwatch_train_loss", "gauge", "Training loss of the last iteration line; NaN when the run printed NaN.",
+    Family("trainwatch_progress_ratio", "gauge", "Share of the run's iterations done (0..1).", lambda s: s.fraction),
+    Family("trainwatch_train_loss", "gauge", "Training loss of the last iteration line; NaN when the run printed NaN.",
            lambda s: s.train_loss),
-    Series("trainwatch_val_loss", "gauge", "Validation loss of the last eval.", lambda s: s.val_loss),
-    Series("trainwatch_best_val_loss", "gauge", "Lowest validation loss so far.", lambda s: s.best_val),
-    Series("trainwatch_iteration_duration_seconds", "gauge",
+    Family("trainwatch_val_loss", "gauge", "Validation loss of the last eval.", lambda s: s.val_loss),
+    Family("trainwatch_best_val_loss", "gauge", "Lowest validation loss so far.", lambda s: s.best_val),
+    Family("trainwatch_iteration_duration_seconds", "gauge",
            "The forecaster's steady-state time per iteration (evals and warm-up excluded).",
            lambda s: s.forecast.iter_s),
-    Series("trainwatch_eval_overhead_seconds", "gauge", "Measured extra time each eval (and checkpoint) adds.",
+    Family("trainwatch_eval_overhead_seconds", "gauge", "Measured extra time each eval (and checkpoint) adds.",
            lambda s: s.forecast.eval_overhead_s),
-    Series("trainwatch_expected_line_interval_seconds", "gauge",
+    Family("trainwatch_expected_line_interval_seconds", "gauge",
            "Expected time between two progress lines at the current speed (the stall alert's unit).",
            lambda s: s.forecast.expected_gap_s),
-    Series("trainwatch_tokens", "gauge", "Tokens trained on so far.", lambda s: s.tokens_seen),
-    Series("trainwatch_tokens_target", "gauge", "Tokens the whole run will train on.", lambda s: s.tokens_total),
-    Series("trainwatch_tokens_per_second", "gauge", "Steady-state training throughput.",
+    Family("trainwatch_tokens", "gauge", "Tokens trained on so far.", lambda s: s.tokens_seen),
+    Family("trainwatch_tokens_target", "gauge", "Tokens the whole run will train on.", lambda s: s.tokens_total),
+    Family("trainwatch_tokens_per_second", "gauge", "Steady-state training throughput.",
            lambda s: s.forecast.tokens_per_s),
-    Series("trainwatch_dataset_tokens", "gauge", "Tokens in the training set.", lambda s: s.dataset_tokens),
-    Series("trainwatch_epochs", "gauge", "Passes over the training set so far.", lambda s: s.epochs),
-    Series("trainwatch_expected_finish_timestamp_seconds", "gauge",
+    Family("trainwatch_dataset_tokens", "gauge", "Tokens in the training set.", lambda s: s.dataset_tokens),
+    Family("trainwatch_epochs", "gauge", "Passes over the training set so far.", lambda s: s.epochs),
+    Family("trainwatch_expected_finish_timestamp_seconds", "gauge",
            "When the run is expected to finish (median forecast), unix seconds.", lambda s: s.forecast.finish_at),
-    Series("trainwatch_last_progress_timestamp_seconds", "gauge",
+    Family("trainwatch_last_progress_timestamp_seconds", "gauge",
            "When the last iteration line was written, unix seconds.", lambda s: s.last_progress_at),
-    Series("trainwatch_elapsed_seconds", "gauge", "Training time so far.", lambda s: s.elapsed_s),
-    Series("trainwatch_parameters", "gauge", "Model parameters.", lambda s: s.params),
-    Series("trainwatch_mfu_ratio", "gauge", "Model FLOPs utilization against the detected GPUs' dense bf16 peak.",
+    Family("trainwatch_elapsed_seconds", "gauge", "Training time so far.", lambda s: s.elapsed_s),
+    Family("trainwatch_parameters", "gauge", "Model parameters.", lambda s: s.params),
+    Family("trainwatch_mfu_ratio", "gauge", "Model FLOPs utilization against the detected GPUs' dense bf16 peak.",
            lambda s: s.mfu),
-    Series("trainwatch_logged_mfu_ratio", "gauge", "MFU as the training script printed it (nanoGPT: against an A100).",
+    Family("trainwatch_logged_mfu_ratio", "gauge", "MFU as the training script printed it (nanoGPT: against an A100).",
            lambda s: s.mfu_logged),
-    Series("trainwatch_flops_total", "counter", "Training FLOPs done so far (6N + attention, per token).",
+    Family("trainwatch_flops_total", "counter", "Training FLOPs done so far (6N + attention, per token).",
            lambda s: s.flops_done),
-    Series("trainwatch_flops_target", "gauge", "Training FLOPs of the whole run.", lambda s: s.flops_total),
-    Series("trainwatch_energy_joules_total", "counter", "Energy the run's GPUs used so far.",
+    Family("trainwatch_flops_target", "gauge", "Training FLOPs of the whole run.", lambda s: s.flops_total),
+    Family("trainwatch_energy_joules_total", "counter", "Energy the run's GPUs used so far.",
            lambda s: s.energy.joules),
-    Series("trainwatch_energy_forecast_joules", "gauge", "Energy the whole run will have used: so far + power × ETA.",
+    Family("trainwatch_energy_forecast_joules", "gauge", "Energy the whole run will have used: so far + power × ETA.",
            lambda s: s.energy_forecast_j),
-    Series("trainwatch_checkpoints_total", "counter", "Checkpoints saved.", lambda s: s.checkpoints),
-    Series("trainwatch_lines_total", "counter", "Log lines read.", lambda s: s.lines),
-    Series("trainwatch_parse_errors_total", "counter", "Log lines the parser could not read.",
+    Family("trainwatch_checkpoints_total", "counter", "Checkpoints saved.", lambda s: s.checkpoints),
+    Family("trainwatch_lines_total", "counter", "Log lines read.", lambda s: s.lines),
+    Family("trainwatch_parse_errors_total", "counter", "Log lines the parser could not read.",
            lambda s: s.parse_errors),
-    Series("trainwatch_snapshot_timestamp_seconds", "gauge",
+    Family("trainwatch_snapshot_timestamp_seconds", "gauge",
            "When this run's snapshot was taken, unix seconds (stops moving if the monitor hangs).",
            lambda s: s.taken_at),
 )
@@ -126,17 +127,17 @@ LABELLED = {  # families whose samples carry labels of their own besides run / g
     "trainwatch_gpu_throttle_reason_info": "One series per active clock-throttle reason of a GPU (always 1).",
 }
 
-GPU_SERIES: tuple[Series[GpuSample], ...] = (
-    Series("trainwatch_gpu_power_watts", "gauge", "GPU power draw.", lambda g: g.power_w),
-    Series("trainwatch_gpu_energy_joules_total", "counter", "GPU energy counter (NVML, since the driver loaded).",
+GPU_SERIES: tuple[Family[GpuSample], ...] = (
+    Family("trainwatch_gpu_power_watts", "gauge", "GPU power draw.", lambda g: g.power_w),
+    Family("trainwatch_gpu_energy_joules_total", "counter", "GPU energy counter (NVML, since the driver loaded).",
            lambda g: g.energy_j),
-    Series("trainwatch_gpu_memory_used_bytes", "gauge", "GPU memory in use.", lambda g: g.memory_used_bytes),
-    Series("trainwatch_gpu_memory_total_bytes", "gauge", "GPU memory size.", lambda g: g.memory_total_bytes),
-    Series("trainwatch_gpu_utilization_ratio", "gauge", "Share of time a kernel ran on the GPU (0..1).",
+    Family("trainwatch_gpu_memory_used_bytes", "gauge", "GPU memory in use.", lambda g: g.memory_used_bytes),
+    Family("trainwatch_gpu_memory_total_bytes", "gauge", "GPU memory size.", lambda g: g.memory_total_bytes),
+    Family("trainwatch_gpu_utilization_ratio", "gauge", "Share of time a kernel ran on the GPU (0..1).",
            lambda g: g.utilization),
-    Series("trainwatch_gpu_temperature_celsius", "gauge", "GPU core temperature.", lambda g: g.temperature_c),
-    Series("trainwatch_gpu_sm_clock_hertz", "gauge", "GPU SM clock.", lambda g: _mhz_to_hz(g.sm_clock_mhz)),
-    Series("trainwatch_gpu_lost", "gauge", "1 when the GPU stopped answering (fell off the bus), else 0.",
+    Family("trainwatch_gpu_temperature_celsius", "gauge", "GPU core temperature.", lambda g: g.temperature_c),
+    Family("trainwatch_gpu_sm_clock_hertz", "gauge", "GPU SM clock.", lambda g: _mhz_to_hz(g.sm_clock_mhz)),
+    Family("trainwatch_gpu_lost", "gauge", "1 when the GPU stopped answering (fell off the bus), else 0.",
            lambda g: 1.0 if g.lost else 0.0),
 )
 
@@ -163,8 +164,8 @@ class TrainwatchCollector(Collector):
 
     def describe(self) -> list[Metric]:
         """Empty families of every name: register() then needs no collect(), and `?name[]=` filtering works."""
-        return [*(_gauge(name) for name in LABELLED), *(s.family() for s in RUN_SERIES),
-                *(s.family() for s in GPU_SERIES)]
+        return [*(_gauge(name) for name in LABELLED), *(s.empty() for s in RUN_SERIES),
+                *(s.empty() for s in GPU_SERIES)]
 
     def collect(self) -> Iterator[Metric]:
         snaps = tuple(self._source())
@@ -178,7 +179,7 @@ class TrainwatchCollector(Collector):
     def _run_families(self, snaps: Sequence[Snapshot]) -> Iterator[Metric]:
         info, state = _gauge("trainwatch_run_info"), _gauge("trainwatch_run_state")
         eta, error = _gauge("trainwatch_eta_seconds"), _gauge("trainwatch_error_info")
-        families = [(s, s.family()) for s in RUN_SERIES]
+        families = [(s, s.empty()) for s in RUN_SERIES]
         for snap in snaps:
             labels = {**snap.labels, "run": snap.run}
             info.add_sample(info.name, {**labels, "log": snap.log, "format": snap.format}, 1.0)
@@ -197,7 +198,7 @@ class TrainwatchCollector(Collector):
 
 def _gpu_families(gpus: Sequence[GpuSample]) -> Iterator[Metric]:
     info, throttle = _gauge("trainwatch_gpu_info"), _gauge("trainwatch_gpu_throttle_reason_info")
-    families = [(s, s.family()) for s in GPU_SERIES]
+    families = [(s, s.empty()) for s in GPU_SERIES]
     for g in gpus:
         labels = {"gpu": str(g.index), "uuid": g.uuid}
         info.add_sample(info.name, {**labels, "name": g.name}, 1.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from parsers.base import Parser
+from parsers.base import FormatDefaults, Parser
 from parsers.events import ConfigValue, Eval, Event, Iteration, RunStart
 
 _TAKES_OVER = (Iteration, Eval, RunStart)
@@ -14,7 +14,7 @@ PENDING_MAX = 256
 """Config values a silent parser keeps for when it takes over (a config block is far shorter)."""
 
 
-class AutoParser:
+class AutoParser(FormatDefaults):
     """Runs every format's parser on every line and answers with the format the log currently speaks.
 
     A parser takes over when it recognises progress (Iteration, Eval) or the start of a run (RunStart)
@@ -22,7 +22,7 @@ class AutoParser:
     in order, that has any. Every parser keeps seeing every line, so their multi-line state
     (tracebacks, config tables) stays right whichever one answers, and the config values a parser
     read while another was answering (a config block printed before its run's first banner) are
-    delivered when it takes over. `name` and `defaults` are those of the answering parser, or of
+    delivered when it takes over. `name`, `defaults` and `zero_based` are those of the answering parser, or of
     `fallback` before any has taken over.
     """
 
@@ -31,7 +31,8 @@ class AutoParser:
         self._pending: list[deque[Event]] = [deque(maxlen=PENDING_MAX) for _ in self._parsers]
         self._current: int | None = None
         self.name = fallback.name
-        self.defaults: dict[str, object] = dict(getattr(fallback, "defaults", {}))
+        self.defaults = fallback.defaults
+        self.zero_based = fallback.zero_based
 
     def parse(self, line: str) -> list[Event]:
         results = [p.parse(line) for p in self._parsers]
@@ -55,7 +56,7 @@ class AutoParser:
     def _switch(self, index: int, events: list[Event]) -> list[Event]:
         previous, parser = self._current, self._parsers[index]
         self._current, self.name = index, parser.name
-        self.defaults = dict(getattr(parser, "defaults", {}))
+        self.defaults, self.zero_based = parser.defaults, parser.zero_based
         out: list[Event] = []
         if previous is not None and not any(isinstance(e, RunStart) for e in events):
             # another format's counter starts over: the state must open a new segment

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Protocol
 
 from parsers.events import ErrorEvent, Event, Notice
@@ -15,11 +17,40 @@ INT = r"\d{1,18}"
 
 
 class Parser(Protocol):
-    """Turns logical lines (already cleaned) into events. Stateful only for multi-line constructs."""
+    """Turns logical lines (already cleaned) into events. Stateful only for multi-line constructs.
+
+    Besides `parse`, the core reads what the format itself knows: the script's `defaults` for settings
+    a log may not print, whether its step numbers are `zero_based` (nanoGPT's `iter N` is step N+1 of a
+    0..max_iters loop; llm.c's `step N/M` counts steps done), and `iter_fields`, a multi-line pattern of
+    one iteration line's (iter, loss, time ms, mfu) that lets a long run of such lines be read in bulk,
+    after which `end_block` resets any multi-line state the skipped lines would have touched.
+    """
 
     name: str
 
+    @property
+    def defaults(self) -> Mapping[str, object]: ...
+
+    @property
+    def zero_based(self) -> bool: ...
+
+    @property
+    def iter_fields(self) -> re.Pattern[str] | None: ...
+
     def parse(self, line: str) -> list[Event]: ...
+
+    def end_block(self) -> None: ...
+
+
+class FormatDefaults:
+    """What a format without defaults, bulk reading or 0-based steps declares: a base for parsers."""
+
+    defaults: Mapping[str, object] = MappingProxyType({})
+    zero_based = False
+    iter_fields: re.Pattern[str] | None = None
+
+    def end_block(self) -> None:
+        """No multi-line state spans a run of iteration lines."""
 
 
 def feed(parser: Parser, raw: str) -> list[Event]:

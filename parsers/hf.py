@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import re
 
-from parsers.base import INT, NUM, Fatal, finite, to_float, to_int
+from parsers.base import INT, NUM, Fatal, FormatDefaults, finite, to_float, to_int
 from parsers.events import Checkpoint, ConfigValue, Eval, Event, Iteration, Notice, RunStart
 
 # A bar with no description: the Trainer's (datasets and downloads prefix theirs: `Map: 12%|…`).
@@ -31,7 +31,7 @@ _SAVING = re.compile(r"Saving model checkpoint to (.+)$")
 _TRAINABLE = re.compile(r"Number of trainable parameters = ([\d,]+)")
 
 
-class HfParser:
+class HfParser(FormatDefaults):
     name = "hf"
 
     def __init__(self) -> None:

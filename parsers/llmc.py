@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from parsers.base import INT, NUM, Fatal, finite, to_float, to_int
+from parsers.base import INT, NUM, Fatal, FormatDefaults, finite, to_float, to_int
 from parsers.events import Checkpoint, ConfigValue, ErrorEvent, Eval, Event, Iteration, Notice, RunStart
 
 _STEP = re.compile(rf"^step\s+({INT})/({INT})\s*[|:]\s*(?:train )?loss\s+({NUM})")
@@ -49,7 +49,7 @@ _TABLE_ROWS: dict[str, str] = {
 }
 
 
-class LlmcParser:
+class LlmcParser(FormatDefaults):
     name = "llmc"
 
     def __init__(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from parsers.base import INT, NUM, Fatal, to_float
+from parsers.base import INT, NUM, Fatal, FormatDefaults, to_float
 from parsers.events import ConfigValue, Eval, Event, Iteration, Notice, RunStart
 
 # The logfile starts with the script's own source, which holds these f-strings with `{step}`:
@@ -28,7 +28,7 @@ _DATASET = re.compile(rf"^Training DataLoader: total number of tokens: ({INT})")
 _MEMORY = re.compile(rf"^peak memory allocated: ({INT}) MiB")
 
 
-class ModdedParser:
+class ModdedParser(FormatDefaults):
     name = "modded"
 
     def __init__(self) -> None:

@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Callable
 
-from parsers.base import INT, NUM, Fatal, finite, to_float, to_int
+from parsers.base import INT, NUM, Fatal, FormatDefaults, finite, to_float, to_int
 from parsers.events import Checkpoint, ConfigValue, Eval, Event, Iteration, Notice, RunStart
 
 _STEP = re.compile(rf"^step ({INT})(?:/({INT}))? \(({NUM})%\) \| loss: ({NUM})")
@@ -63,7 +63,7 @@ _REPORT_STEPS = re.compile(r"^- (?:Calculated )?[Nn]umber of iterations: ([\d,]+
 _REPORT_VAL = re.compile(rf"^- (?:Final validation bpb|Validation loss): ({NUM})$")
 
 
-class NanochatParser:
+class NanochatParser(FormatDefaults):
     name = "nanochat"
 
     def __init__(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from parsers.base import INT, NUM, Fatal, finite, to_float
+from parsers.base import INT, NUM, Fatal, FormatDefaults, finite, to_float
 from parsers.events import Checkpoint, ConfigValue, Eval, Event, Iteration, Notice, RunStart
 from parsers.pyconfig import override_value, parse_assignment
 
@@ -44,9 +44,10 @@ _DECAYED = re.compile(r"^num (decayed|non-decayed) parameter tensors: \d+, with 
 _FUSED = re.compile(r"^using fused AdamW: (True|False)")
 
 
-class NanoGptParser:
+class NanoGptParser(FormatDefaults):
     name = "nanogpt"
     defaults = DEFAULTS
+    zero_based = True  # train.py runs iterations 0..max_iters: `iter N` is step N+1
     iter_fields = re.compile(r"^iter (\d{1,18}): loss ([-\d.e+]+)(?: [A-Za-z]+)?, time ([\d.e+]+)ms"
                              r"(?:, mfu ([-\d.]+)%)?", re.M)
     """One iteration line's fields, for reading runs of them in bulk (monitor.model.bulk): a looser pattern

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from monitor.model.history import Series
+from monitor.model.history import Thinned
 from monitor.model.ingest import Ingest
 from monitor.model.state import RunState
 from parsers.nanogpt import DEFAULTS, NanoGptParser
@@ -83,7 +83,7 @@ def test_nan_run_is_tracked() -> None:
 
 
 def test_series_stays_bounded_and_keeps_recent_points_exact() -> None:
-    s: Series[int] = Series(capacity=1000)
+    s: Thinned[int] = Thinned(capacity=1000)
     for i in range(1_000_000):
         s.append(i)
     assert len(s) < 1000

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from exporters.tui.plotdata import LossData, Series, SpeedData, loss_data, nice_ticks, speed_data, tick_label
+from exporters.tui.plotdata import LossData, PlotLine, SpeedData, loss_data, nice_ticks, speed_data, tick_label
 from exporters.tui.progress import iter_time
 from monitor.snapshot import Snapshot
 from monitor.units import human
@@ -56,7 +56,7 @@ def speed_legend(unit: str, level_ms: float | None, tokens_per_s: float | None) 
     return t + Text.assemble("   ", ("⣿ step", _rgb(STEADY)), "  ", ("▲ eval/save/warm-up", _rgb(PAUSE)), " ")
 
 
-def _iteration_axis(widget: PlotextPlot, *series: Series) -> None:
+def _iteration_axis(widget: PlotextPlot, *series: PlotLine) -> None:
     xs = [x for s in series for x in s.xs]
     if xs:
         ticks = nice_ticks(min(xs), max(xs), n=max(2, _width(widget) // 10))

@@ -15,30 +15,30 @@ from monitor.snapshot import EvalPoint, IterPoint
 
 
 @dataclass(frozen=True, slots=True)
-class Series:
+class PlotLine:
     xs: tuple[float, ...] = ()
     ys: tuple[float, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.xs)
 
-    def positive(self) -> Series:
+    def positive(self) -> PlotLine:
         """Only the points with y > 0: what a log-scale axis can show."""
         keep = [i for i, y in enumerate(self.ys) if y > 0]
-        return Series(tuple(self.xs[i] for i in keep), tuple(self.ys[i] for i in keep))
+        return PlotLine(tuple(self.xs[i] for i in keep), tuple(self.ys[i] for i in keep))
 
 
 @dataclass(frozen=True, slots=True)
 class LossData:
-    train: Series  # the logged losses, bucketed
-    smooth: Series  # an exponential moving average of the same
-    val: Series  # one marker per eval
+    train: PlotLine  # the logged losses, bucketed
+    smooth: PlotLine  # an exponential moving average of the same
+    val: PlotLine  # one marker per eval
 
 
 @dataclass(frozen=True, slots=True)
 class SpeedData:
-    steady: Series  # milliseconds per iteration of ordinary steps, bucketed
-    pauses: Series  # iterations that carried an eval, a checkpoint save or warm-up, clipped to `top`
+    steady: PlotLine  # milliseconds per iteration of ordinary steps, bucketed
+    pauses: PlotLine  # iterations that carried an eval, a checkpoint save or warm-up, clipped to `top`
     top: float | None  # upper y limit, so one long eval does not flatten the steady line
     bottom: float  # lower y limit: a little under the fastest steps, so a 10 % slowdown is a visible step
     level_ms: float | None  # the forecaster's steady-state level
@@ -57,11 +57,11 @@ def current_path(points: Sequence[IterPoint]) -> list[IterPoint]:
     return out
 
 
-def bucket(xs: Sequence[float], ys: Sequence[float], n: int) -> Series:
+def bucket(xs: Sequence[float], ys: Sequence[float], n: int) -> PlotLine:
     """At most `n` + 1 points: the first as it is (where the curve starts matters), then each bucket's
     last x and mean y (steady lines keep their level)."""
     if len(xs) <= n:
-        return Series(tuple(xs), tuple(ys))
+        return PlotLine(tuple(xs), tuple(ys))
     size = len(xs) / n
     bx: list[float] = [xs[0]]
     by: list[float] = [ys[0]]
@@ -70,7 +70,7 @@ def bucket(xs: Sequence[float], ys: Sequence[float], n: int) -> Series:
         if hi > lo:
             bx.append(xs[hi - 1])
             by.append(math.fsum(ys[lo:hi]) / (hi - lo))
-    return Series(tuple(bx), tuple(by))
+    return PlotLine(tuple(bx), tuple(by))
 
 
 def ema(ys: Sequence[float], span: float) -> list[float]:
@@ -97,7 +97,7 @@ def loss_data(history: Sequence[IterPoint], evals: Sequence[EvalPoint], width: i
     by_iter = dict(val)
     vx = sorted(by_iter)
     return LossData(bucket(xs, ys, n), bucket(xs, smooth, n),
-                    Series(tuple(vx), tuple(by_iter[x] for x in vx)))
+                    PlotLine(tuple(vx), tuple(by_iter[x] for x in vx)))
 
 
 def speed_data(history: Sequence[IterPoint], width: int, level_s: float | None) -> SpeedData:
@@ -123,7 +123,7 @@ def speed_data(history: Sequence[IterPoint], width: int, level_s: float | None) 
     if steady and top is not None:
         low = min(steady.ys)
         bottom = max(0.0, low - 0.5 * (top - low))
-    return SpeedData(steady, Series(tuple(pause_x), tuple(pause_y)), top, bottom,
+    return SpeedData(steady, PlotLine(tuple(pause_x), tuple(pause_y)), top, bottom,
                      level_s * 1000.0 if level_s else None)
 
 

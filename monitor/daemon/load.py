@@ -27,5 +27,5 @@ def load(path: str, *, format: str | None = None, user: dict[str, object] | None
 
 def new_ingest(head: bytes, *, format: str | None, user: dict[str, object] | None) -> Ingest:
     parser = make_parser(format, head.decode("utf-8", "replace"))
-    state = RunState(format=parser.name, defaults=dict(getattr(parser, "defaults", {})), user=dict(user or {}))
+    state = RunState(format=parser.name, defaults=dict(parser.defaults), user=dict(user or {}))
     return Ingest(parser, state)

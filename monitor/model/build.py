@@ -26,8 +26,8 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
     tpi = compute.tokens_per_iter(state)
     fpt = compute.run_flops_per_token(state)
     iter_ = last.iter if last else None
-    done = compute.steps(iter_, state.format) if iter_ is not None else None
-    planned = compute.steps(max_iters, state.format) if max_iters is not None else None
+    done = compute.steps(iter_, state.zero_based) if iter_ is not None else None
+    planned = compute.steps(max_iters, state.zero_based) if max_iters is not None else None
     seen = done * tpi if done is not None and tpi else None
     total = planned * tpi if planned is not None and tpi else None
     done_flops = seen * fpt if seen and fpt else None

@@ -40,13 +40,9 @@ def tokens_per_iter(state: RunState) -> float | None:
     return None
 
 
-ZERO_BASED = frozenset({"nanogpt"})
-"""Formats whose `iter N` is the N+1-th step (nanoGPT runs 0..max_iters); the others count steps done."""
-
-
-def steps(iter_: int, fmt: str) -> int:
-    """Optimizer steps done once step `iter_` is logged."""
-    return iter_ + 1 if fmt in ZERO_BASED else iter_
+def steps(iter_: int, zero_based: bool) -> int:
+    """Optimizer steps done once step `iter_` is logged (the parser says whether its steps are 0-based)."""
+    return iter_ + 1 if zero_based else iter_
 
 
 def dataset_tokens_from_bin(size_bytes: int) -> int:

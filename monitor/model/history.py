@@ -9,7 +9,7 @@ T = TypeVar("T")
 
 
 @dataclass
-class Series(Generic[T]):
+class Thinned(Generic[T]):
     """Append-only list that halves its older half whenever it reaches `capacity`.
 
     After k compactions a point that is n appends old survives with spacing ~2^k, so a chart of a

@@ -22,6 +22,7 @@ class Ingest:
     def __init__(self, parser: Parser, state: RunState) -> None:
         self.parser = parser
         self.state = state
+        state.zero_based = parser.zero_based  # how its steps count is the format's to say
         self.lines = 0
         self.parse_errors = 0  # lines that look like progress but no event came of them
         self._stamp: TimestampParser | None = None
@@ -39,16 +40,16 @@ class Ingest:
             self._stamp_decided = True
             if self._stamp is not None:
                 self.state.use_timestamps()
-        fields = getattr(self.parser, "iter_fields", None)
+        fields = self.parser.iter_fields
         if arrival is None and fields is not None and self._stamp is None and len(lines) >= BULK_MIN_LINES:
-            folded = bulk.feed_text(self.state, "\n".join(lines) + "\n", fields, self._slow,
-                                    self.parser.end_block)  # type: ignore[attr-defined]
+            folded = bulk.feed_text(self.state, "\n".join(lines) + "\n", fields, self._slow, self.parser.end_block)
             self.lines += folded  # after the call: `_slow` counted the other lines meanwhile
         else:
             self._slow(lines, arrival)
         if self.state.format != self.parser.name:  # an AutoParser switched format
             self.state.format = self.parser.name
-            self.state.defaults = dict(getattr(self.parser, "defaults", {}))
+            self.state.defaults = dict(self.parser.defaults)
+            self.state.zero_based = self.parser.zero_based
 
     def _slow(self, lines: list[str], arrival: float | None = None) -> None:
         for raw in lines:

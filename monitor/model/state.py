@@ -2,7 +2,7 @@
 
 `RunState.apply(event, at)` does no I/O and reads no clock; `at` is the line's wall time when known
 (a timestamp prefix, or its arrival while following live) and None for lines read on attach.
-Every series is bounded (`Series`), so memory does not grow with the log.
+Every series is bounded (`Thinned`), so memory does not grow with the log.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field, replace
 
-from monitor.model.history import Series
+from monitor.model.history import Thinned
 from monitor.snapshot import EvalPoint, IterPoint, Note, Setting
 from parsers.events import Checkpoint, ConfigValue, ErrorEvent, Eval, Event, Iteration, Notice, RunStart
 
@@ -41,11 +41,12 @@ class Segment:
 @dataclass
 class RunState:
     format: str = "nanogpt"
+    zero_based: bool = False  # the format's `iter N` is step N+1 (its parser says so)
     defaults: dict[str, object] = field(default_factory=dict)
     user: dict[str, object] = field(default_factory=dict)
     logged: dict[str, object] = field(default_factory=dict)
-    iters: Series[IterPoint] = field(default_factory=Series)
-    evals: Series[EvalPoint] = field(default_factory=lambda: Series(capacity=1024))
+    iters: Thinned[IterPoint] = field(default_factory=Thinned)
+    evals: Thinned[EvalPoint] = field(default_factory=lambda: Thinned(capacity=1024))
     notes: deque[Note] = field(default_factory=lambda: deque(maxlen=200))
     segments: list[Segment] = field(default_factory=list)
     time_axis: str = "reconstructed"  # reconstructed (sum of printed durations) | timestamps
