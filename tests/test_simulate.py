@@ -283,7 +283,7 @@ def test_ddp_prints_the_startup_once_per_rank_some_on_one_line() -> None:
 
 
 def test_ddp_needs_accumulation_steps_divisible_by_ranks() -> None:
-    with pytest.raises(ValueError, match="not divisible by 2 ranks"):
+    with pytest.raises(TrainwatchError, match="not divisible by 2 ranks"):
         plan(SimConfig(ddp=2))
 
 

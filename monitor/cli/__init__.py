@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("TRAINWATCH_LOG_LEVEL", "INFO").upper(), handlers=[handler])
     try:
         return HANDLERS[args.command](args)
-    except (TrainwatchError, ValueError) as e:
+    except TrainwatchError as e:  # the user's to fix; anything else is a bug, below
         print(f"trainwatch: error: {printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -397,6 +397,3 @@ class Monitor:
         for f in self.followers:
             f.close()
 
-
-def default_name(log_path: str) -> str:
-    return os.path.splitext(os.path.basename(log_path))[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from monitor.errors import TrainwatchError
 from monitor.sim.presets import PRESETS, Preset
 from parsers.nanogpt import DEFAULTS
 from parsers.pyconfig import parse_assignment
@@ -115,7 +116,7 @@ def plan(cfg: SimConfig) -> Plan:
     n = {k: int(settings[k]) for k in ("gradient_accumulation_steps", "batch_size", "block_size",  # type: ignore[call-overload]
                                        "n_layer", "n_head", "n_embd", "eval_iters")}
     if n["gradient_accumulation_steps"] % world:
-        raise ValueError(f"gradient_accumulation_steps = {n['gradient_accumulation_steps']} is not divisible by "
+        raise TrainwatchError(f"gradient_accumulation_steps = {n['gradient_accumulation_steps']} is not divisible by "
                          f"{world} ranks (nanoGPT asserts this); use a preset with more accumulation steps")
     ga_rank = n["gradient_accumulation_steps"] // world
     d, layers, block = n["n_embd"], n["n_layer"], n["block_size"]
