@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from monitor.daemon.load import new_ingest  # noqa: E402
 from monitor.follow.tail import FileTail  # noqa: E402
 
-SLICE = 8 << 20  # what monitor/run.py's Follower reads per step while backfilling
+SLICE = 8 << 20  # what monitor/daemon/writer.py's Follower reads per step while backfilling
 HEADER = """Overriding config with config/train_gpt2.py:
 # config for training GPT-2 (124M)
 batch_size = 12

@@ -3,7 +3,7 @@ and notifies a real HTTP receiver through apprise's json://. Each rule fires exa
 right content; old logs send nothing; a restarted daemon repeats nothing; a receiver that is down or
 slow does not stall the metrics.
 
-Slow: a hang is only called a stall after at least 60 s of silence (monitor/forecast.py), whatever
+Slow: a hang is only called a stall after at least 60 s of silence (monitor/model/forecast.py), whatever
 the acceleration; every other scenario runs alongside it.
 """
 

@@ -357,7 +357,7 @@ def test_installed_wheel_installs_units_from_its_shared_data(wheel: Path, tmp_pa
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
                     "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True, timeout=300)
-    code = ("import sys; from monitor import service; print(service.find_units()); "
+    code = ("import sys; from monitor.daemon import install as service; print(service.find_units()); "
             "service.install_service('user', dest=sys.argv[1], config_dir=sys.argv[2])")
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code, str(tmp_path / "units"), str(tmp_path / "cfg")],
                          cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60)

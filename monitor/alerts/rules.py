@@ -3,7 +3,7 @@
 A condition (finishing soon, finished, crashed, stalled, NaN, diverging, slowed down, a milestone)
 becomes an alert once per run, or once per episode for the conditions that can end and come back:
 a stall that ends and starts again is news again, a second NaN is not. What fired lives in an
-immutable `AlertMemory` that the caller keeps, persists (monitor/alert_state.py) and hands back, so
+immutable `AlertMemory` that the caller keeps, persists (monitor/alerts/store.py) and hands back, so
 nothing here reads a clock or a file, and the same inputs always give the same alerts.
 """
 
@@ -267,7 +267,7 @@ def _slow(s: Snapshot, m: RunMemory, cfg: AlertConfig) -> float | None:
 
 
 def _left_on_run_clock(s: Snapshot) -> float | None:
-    """Training time left after the last line: the forecaster's model (monitor/forecast.py) without
+    """Training time left after the last line: the forecaster's model (monitor/model/forecast.py) without
     its countdown of the silence since then. It depends on the log alone, so it is steady between
     lines and meaningful for a replayed or accelerated log, where "now + ETA" would mix the wall
     clock with the log's clock."""

@@ -3,7 +3,7 @@
 The tail never blocks and never raises for a problem with the file: each `read()` looks at the path
 again, reads what is new up to the end of the file, and says in `problem` what is wrong, if anything.
 It is driven by a loop that calls `read()` after every wake-up *and* after every poll timeout, because
-file events merge under load and never arrive at all on NFS/Lustre/overlay (see monitor/wake.py).
+file events merge under load and never arrive at all on NFS/Lustre/overlay (see monitor/follow/wake.py).
 
 How each change to the file is recognised (mtail's checklist, components.md §3 and §9):
 - appends: the size grew; read from the offset to the size seen at the start of the read.

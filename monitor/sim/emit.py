@@ -1,7 +1,7 @@
 """A simulated nanoGPT run: the lines karpathy/nanoGPT's train.py prints, each with its true time.
 
 Pure and deterministic (no clock, no I/O): `emissions(cfg)` yields what the run's processes write and
-when, on a simulated clock that starts at 0 when the first process starts; monitor/simulate.py writes
+when, on a simulated clock that starts at 0 when the first process starts; monitor/sim/write.py writes
 them to a file live. The loop below mirrors train.py's (see shared/notes/log-formats.md §1): the eval
 runs at the top of iteration N and lands in that iteration's `time`, `dt` is measured from the end of
 the previous iteration, `running_mfu` is an EMA updated on printed iterations from the 5th local one.

@@ -1,6 +1,6 @@
 """`trainwatch simulate`: a simulated nanoGPT run's log, written live at real or accelerated speed.
 
-The lines and their true times come from monitor/simrun.py; this module is the edge that sleeps and
+The lines and their true times come from monitor/sim/emit.py; this module is the edge that sleeps and
 writes. Lines appear at simulated time ÷ speed, while the `time` they print stays the true duration,
 as the real script's dt would. The file is opened for append, like `python train.py >> out.log`.
 """
