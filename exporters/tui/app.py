@@ -175,14 +175,15 @@ class TrainwatchApp(App[None]):
                     timeout=10, markup=False)
 
 
-def run_tui(source: Source, *, on_start: Callable[[TrainwatchApp], object] | None = None, **kw: object) -> int:
+def run_tui(source: Source, *, on_start: Callable[[TrainwatchApp], object] | None = None,
+            title: str = "trainwatch", gpu_status: str | None = None) -> int:
     """Run the app in this terminal until `q`; returns the exit code.
 
     `on_start(app)` runs before the app starts, e.g. to hand `app.notify_alert` to the notifier.
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise TrainwatchError("the live view needs a terminal; use `trainwatch report LOG` or `trainwatch serve`")
-    app = TrainwatchApp(source, **kw)  # type: ignore[arg-type]
+    app = TrainwatchApp(source, title=title, gpu_status=gpu_status)
     if on_start is not None:
         on_start(app)
     with logs_held():

@@ -10,7 +10,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from monitor.cli.options import follow_sources, option
 from monitor.daemon.config import Config, load_config
@@ -27,7 +27,13 @@ PUBLISH_S = 0.25
 milliseconds), but a run printing 1,000 lines a second does not rebuild its snapshot 1,000 times."""
 
 
-def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telemetry: Telemetry) -> object:
+class Stoppable(Protocol):
+    """The metrics server, as the commands that start it see it."""
+
+    def shutdown(self) -> None: ...
+
+
+def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telemetry: Telemetry) -> Stoppable:
     from exporters.prometheus import TrainwatchCollector, parse_listen, start_server
 
     host, port = parse_listen(listen)
@@ -113,7 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         monitor.stop()
         notifier.close()
         telemetry.close()
-        server.shutdown()  # type: ignore[attr-defined]
+        server.shutdown()
     return 0
 
 
@@ -174,4 +180,4 @@ def cmd_watch(args: argparse.Namespace) -> int:
             notifier.close()
         telemetry.close()
         if server is not None:
-            server.shutdown()  # type: ignore[attr-defined]
+            server.shutdown()
