@@ -11,8 +11,8 @@ from monitor.daemon import config
 from monitor.daemon.config import Config, RunConfig
 from monitor.daemon.writer import Sources
 from monitor.errors import TrainwatchError
+from monitor.follow.read import train_bin_tokens
 from monitor.follow.wake import DEFAULT_POLL_INTERVAL
-from monitor.model.compute import dataset_tokens_from_bin
 from monitor.units import parse_duration
 from parsers.detect import PARSERS
 
@@ -93,11 +93,10 @@ def user_settings(args: argparse.Namespace) -> dict[str, object]:
             out[key] = v
     data_dir = getattr(args, "data_dir", None)
     if data_dir:
-        path = os.path.join(data_dir, "train.bin")
         try:
-            out["dataset_tokens"] = dataset_tokens_from_bin(os.path.getsize(path))
+            out["dataset_tokens"] = train_bin_tokens(data_dir)
         except OSError as e:
-            raise TrainwatchError(f"--data-dir: cannot read {path}: {e.strerror}") from None
+            raise TrainwatchError(f"--data-dir: cannot read {e.filename}: {e.strerror}") from None
     return out
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from monitor.daemon.writer import RunSpec
 from monitor.errors import TrainwatchError
+from monitor.follow.read import train_bin_tokens
 from monitor.units import parse_duration
 
 RUN_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -98,13 +99,11 @@ def _run(values: dict[str, Any], text: str, where: str) -> RunConfig:
         raise TrainwatchError(f"{where}: a [[run]] needs `log = \"path or glob\"`")
     settings = {k: values[k] for k in SETTINGS if k in values}
     if "data_dir" in values:
-        from monitor.model.compute import dataset_tokens_from_bin
-
-        path = os.path.join(os.path.expanduser(values["data_dir"]), "train.bin")
         try:
-            settings["dataset_tokens"] = dataset_tokens_from_bin(os.path.getsize(path))
+            settings["dataset_tokens"] = train_bin_tokens(values["data_dir"])
         except OSError as e:
-            raise TrainwatchError(f"{where}:{_line(text, 'data_dir')}: cannot read {path}: {e.strerror}") from None
+            raise TrainwatchError(f"{where}:{_line(text, 'data_dir')}: cannot read {e.filename}: {e.strerror}") \
+                from None
     labels = values.get("labels", {})
     if not all(isinstance(v, str) and re.fullmatch(r"[a-zA-Z_]\w*", k) for k, v in labels.items()):
         raise TrainwatchError(f"{where}:{_line(text, 'labels')}: labels must be name = \"text\" pairs")

@@ -72,3 +72,11 @@ def read_batches(path: str, max_bytes: int | None = None) -> Iterator[tuple[byte
                 yield head, [tail]
     except OSError as e:
         raise TrainwatchError(f"{path}: {e.strerror or e}") from None
+
+
+def train_bin_tokens(data_dir: str) -> int:
+    """Tokens in nanoGPT's `DATA_DIR/train.bin`, which holds uint16 token ids: its size / 2.
+
+    Raises OSError when the file cannot be read: each caller says in its own words where it came from.
+    """
+    return os.path.getsize(os.path.join(os.path.expanduser(data_dir), "train.bin")) // 2

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from monitor.model.compute import dataset_tokens_from_bin
+from monitor.follow.read import train_bin_tokens
 from monitor.snapshot import GpuSample
 
 PROC = "/proc"
@@ -136,10 +136,9 @@ def dataset_tokens(cwd: str, dataset: str) -> int | None:
     if not dataset or os.sep in dataset or dataset in (".", ".."):
         return None
     try:
-        size = os.path.getsize(os.path.join(cwd, "data", dataset, "train.bin"))
+        return train_bin_tokens(os.path.join(cwd, "data", dataset))
     except OSError:
         return None
-    return dataset_tokens_from_bin(size)
 
 
 def _gpus(indexes: Sequence[int]) -> str:

@@ -45,7 +45,3 @@ def steps(iter_: int, zero_based: bool) -> int:
     return iter_ + 1 if zero_based else iter_
 
 
-def dataset_tokens_from_bin(size_bytes: int) -> int:
-    """nanoGPT's `train.bin` holds uint16 token ids."""
-    return size_bytes // 2
-
