@@ -23,13 +23,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+def wait_for(cond: Callable[[], bool], timeout: float = 60.0, why: Callable[[], str] = lambda: "") -> None:
+    """Poll `cond` until it holds; on a timeout, `why()` (the daemon's stderr) goes into the failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    raise AssertionError("condition not met in time\n" + why())
 
 
 def scrape(port: int) -> str:
@@ -83,7 +84,7 @@ def test_sighup_reloads_the_config_and_keeps_the_other_runs(tmp_path: Path) -> N
         wait_for(lambda: 'trainwatch_iteration{run="a"} 100.0' in scrape(port))
         cfg.write_text(f'[[run]]\nlog = "{tmp_path}/a.log"\nmax_iters = 5000\n\n[[run]]\nlog = "{tmp_path}/b.log"\n')
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: 'trainwatch_iteration{run="b"} 200.0' in scrape(port))
+        wait_for(lambda: 'trainwatch_iteration{run="b"} 200.0' in scrape(port), why=lambda: err(tmp_path))
         assert 'trainwatch_max_iterations{run="a"} 5000.0' in scrape(port)
         cfg.write_text("max_iter = 3\n")  # a broken config is refused, the old one stays
         proc.send_signal(signal.SIGHUP)

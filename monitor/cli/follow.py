@@ -25,6 +25,7 @@ log = logging.getLogger("trainwatch")
 PUBLISH_S = 0.25
 """At most 4 publishes a second: a line after a quiet spell is published at once (scrapes see it within
 milliseconds), but a run printing 1,000 lines a second does not rebuild its snapshot 1,000 times."""
+SIGNAL_CHECK_S = 0.2  # how late serve may run a signal's handler (SIGHUP, SIGTERM) at worst
 
 
 class Stoppable(Protocol):
@@ -114,7 +115,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     notifier = start_alerts(args, cfg, monitor)
     monitor.start()
     try:
-        stop.wait()
+        # With a timeout: a signal the kernel hands to another thread runs its Python handler only when
+        # the main thread next runs bytecode, and an untimed wait would never return to let it.
+        while not stop.wait(SIGNAL_CHECK_S):
+            pass
     finally:
         monitor.stop()
         notifier.close()
