@@ -110,6 +110,22 @@ class RunTelemetry:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanCheck:
+    """A plan made for a followed run (`--plan-mfu`, `--gpu NAME`) beside what its measured pace needs."""
+
+    gpu: str | None  # the GPU the plan is for; None: the one NVML found
+    mfu_low: float
+    mfu_high: float
+    time_low_s: float  # the planned duration, start to finish
+    time_high_s: float
+    energy_low_j: float | None
+    energy_high_j: float | None
+    needs_s: float | None  # elapsed + the forecast's time left (the run's duration, once finished)
+    iter_s: float | None  # the measured steady time per iteration
+    verdict: str  # on-plan | slower | faster | unknown
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     run: str
     log: str
@@ -154,6 +170,7 @@ class Snapshot:
     gpu_selection: str | None = None  # how the run's GPUs were chosen, in words
     first_nonfinite: tuple[int, float] | None = None  # the first NaN/inf training loss: (iteration, loss)
     labels: dict[str, str] = field(default_factory=dict)
+    plan: PlanCheck | None = None
 
     @property
     def epochs(self) -> float | None:

@@ -6,27 +6,13 @@ import re
 
 from parsers.base import INT, NUM, Fatal, FormatDefaults, finite, to_float
 from parsers.events import Checkpoint, ConfigValue, Eval, Event, Iteration, Notice, RunStart
+from parsers.nanogpt_config import TRAIN_DEFAULTS
 from parsers.pyconfig import override_value, parse_assignment
 
-# nanoGPT's train.py defaults (karpathy/nanoGPT train.py, unchanged since 2023-04); used only for
-# what the log does not state, and always marked as defaults.
-DEFAULTS: dict[str, object] = {
-    "max_iters": 600000,
-    "log_interval": 1,
-    "eval_interval": 2000,
-    "eval_iters": 200,
-    "eval_only": False,
-    "always_save_checkpoint": True,
-    "batch_size": 12,
-    "block_size": 1024,
-    "gradient_accumulation_steps": 40,
-    "n_layer": 12,
-    "n_head": 12,
-    "n_embd": 768,
-    "dataset": "openwebtext",
-    "out_dir": "out",
-    "init_from": "scratch",
-}
+# nanoGPT's train.py defaults used only for what the log does not state, and always marked as defaults.
+DEFAULTS: dict[str, object] = {k: TRAIN_DEFAULTS[k] for k in (
+    "max_iters", "log_interval", "eval_interval", "eval_iters", "eval_only", "always_save_checkpoint", "batch_size",
+    "block_size", "gradient_accumulation_steps", "n_layer", "n_head", "n_embd", "dataset", "out_dir", "init_from")}
 
 _ITER = re.compile(
     rf"iter ({INT}): loss ({NUM})(?: [A-Za-z]+)?, time ({NUM})ms(?:, mfu ({NUM})%)?"
