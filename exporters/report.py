@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from exporters.plan_report import plan_line, verdict_text
 from monitor.snapshot import Snapshot
 from monitor.units import clock, duration, human, printable
 
@@ -38,6 +39,12 @@ def to_dict(s: Snapshot) -> dict[str, Any]:
         "gpu": {"memory_peak_bytes": s.gpu_memory_peak_bytes, "count": len(s.gpus) or None,
                 "names": [g.name for g in s.gpus], "selection": s.gpu_selection},
         "error": {"type": s.error_type, "message": s.error_message},
+        "plan": None if s.plan is None else {
+            "gpu": s.plan.gpu, "mfu": {"low": s.plan.mfu_low, "high": s.plan.mfu_high},
+            "time_s": {"low": s.plan.time_low_s, "high": s.plan.time_high_s},
+            "energy_joules": None if s.plan.energy_low_j is None else {"low": s.plan.energy_low_j,
+                                                                       "high": s.plan.energy_high_j},
+            "needs_s": s.plan.needs_s, "verdict": s.plan.verdict, "message": verdict_text(s.plan)},
         "settings": {k: {"value": v.value, "source": v.source} for k, v in s.settings.items()},
         "lines": s.lines,
         "parse_errors": s.parse_errors,
@@ -76,6 +83,8 @@ def to_text(s: Snapshot) -> str:
         ("energy", _energy(s)),
         ("checkpoints", str(s.checkpoints)),
     ]
+    if s.plan is not None:
+        rows.append(("plan", plan_line(s.plan)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {printable(v)}" for k, v in rows)
 

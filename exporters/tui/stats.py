@@ -6,6 +6,7 @@ import math
 
 from rich.text import Text
 
+from exporters.plan_report import plan_line
 from exporters.tui.panel import TextPanel
 from exporters.tui.progress import iter_time
 from monitor.snapshot import Snapshot
@@ -58,6 +59,8 @@ def stats_text(s: Snapshot) -> Text:
         _row(t, "cost", f"{s.cost:.2f}" if s.cost >= 0.01 else "< 0.01")
     _row(t, "time", f"{duration(s.elapsed_s)} so far",
          _dim(f"  {iter_time(fc.iter_s)}/iter") if fc.iter_s is not None else "")
+    if s.plan is not None:
+        _row(t, "plan", Text(plan_line(s.plan), "yellow" if s.plan.verdict == "slower" else ""))
     _row(t, "saves", f"{s.checkpoints} checkpoints", _dim(f"  {s.lines:,} lines"),
          Text(f"  {s.parse_errors} unparsed", "yellow") if s.parse_errors else "")
     return t

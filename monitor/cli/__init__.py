@@ -6,38 +6,61 @@ This package is the one place where monitor and exporters are wired together (im
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
-from monitor.cli.follow import cmd_demo, cmd_serve, cmd_watch
-from monitor.cli.oneshot import cmd_backtest, cmd_check, cmd_report
-from monitor.cli.options import add_follow_options, add_listen_option, add_run_options
-from monitor.daemon import install as service
 from monitor.errors import TrainwatchError
-from monitor.sim import write as simulate
 from monitor.units import printable
 
-COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check", "install-service")
+COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check", "install-service", "plan")
+
+
+def _top() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:  # type: ignore[type-arg]
+    p = argparse.ArgumentParser(prog="trainwatch", description="Live monitor for LLM training logs.")
+    return p, p.add_subparsers(dest="command", required=True)
+
+
+def _add_plan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from monitor.cli.plan import add_arguments
+
+    add_arguments(sub.add_parser("plan", help="what a nanoGPT run will need before it starts: tokens, FLOPs, "
+                                 "time, VRAM, energy (from its config file, or the log of a started run)"))
+
+
+def plan_parser() -> argparse.ArgumentParser:
+    """The parser of `trainwatch plan` alone: it imports none of the following machinery, so plan answers
+    in a blink."""
+    p, sub = _top()
+    _add_plan(sub)
+    return p
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trainwatch", description="Live monitor for LLM training logs.")
-    sub = p.add_subparsers(dest="command", required=True)
+    from monitor.cli.options import add_follow_options, add_listen_option, add_plan_options, add_run_options
+    from monitor.daemon import install as service
+    from monitor.sim import write as simulate
+
+    p, sub = _top()
     w = sub.add_parser("watch", help="the live terminal view (the default: `trainwatch LOG…`)")
     w.add_argument("logs", nargs="*", metavar="LOG", help="log files, globs ('runs/*/out.log') or directories")
     add_listen_option(w, "--metrics", None, "also serve Prometheus metrics (default 127.0.0.1:10464)")
     add_run_options(w)
     add_follow_options(w)
+    add_plan_options(w, gpu_name=False)
     s = sub.add_parser("serve", help="headless: Prometheus /metrics and notifications")
     s.add_argument("logs", nargs="*", metavar="LOG", help="log files, globs ('runs/*/out.log') or directories")
     add_listen_option(s, "--listen", "127.0.0.1", "where /metrics listens")
     add_run_options(s)
     add_follow_options(s)
+    add_plan_options(s, gpu_name=False)
     r = sub.add_parser("report", help="one-shot summary of a log")
     r.add_argument("log")
     r.add_argument("--json", action="store_true", help="print trainwatch.report/1 JSON")
     add_run_options(r)
+    add_plan_options(r, gpu_name=True)
     sim = sub.add_parser("simulate", help="write a realistic nanoGPT log live (warm-up, evals, checkpoints, failures)")
     simulate.add_arguments(sim)
     d = sub.add_parser("demo", help="a simulated run followed live in the terminal view: no GPU, no training")
@@ -51,13 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("log")
     b.add_argument("--json", action="store_true", help="print trainwatch.backtest/1 JSON")
     add_run_options(b)
+    _add_plan(sub)
     return p
 
 
-HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "report": cmd_report, "backtest": cmd_backtest, "serve": cmd_serve, "watch": cmd_watch,
-    "simulate": simulate.run, "demo": cmd_demo, "check": cmd_check, "install-service": service.run,
+HANDLERS: dict[str, str] = {
+    "report": "monitor.cli.oneshot:cmd_report", "backtest": "monitor.cli.oneshot:cmd_backtest",
+    "serve": "monitor.cli.follow:cmd_serve", "watch": "monitor.cli.follow:cmd_watch",
+    "simulate": "monitor.sim.write:run", "demo": "monitor.cli.follow:cmd_demo",
+    "check": "monitor.cli.oneshot:cmd_check", "install-service": "monitor.daemon.install:run",
+    "plan": "monitor.cli.plan:cmd_plan",
 }
+"""Imported when run: a command loads only what it uses."""
+
+
+def handler_of(command: str) -> Callable[[argparse.Namespace], int]:
+    module, _, name = HANDLERS[command].partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
 class JournalFormatter(logging.Formatter):
@@ -76,14 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "watch")
-    parser = build_parser()
+    parser = plan_parser() if argv[:1] == ["plan"] else build_parser()
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JournalFormatter() if os.environ.get("JOURNAL_STREAM") else
                          logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=os.environ.get("TRAINWATCH_LOG_LEVEL", "INFO").upper(), handlers=[handler])
     try:
-        return HANDLERS[args.command](args)
+        return handler_of(args.command)(args)
     except TrainwatchError as e:  # the user's to fix; anything else is a bug, below
         print(f"trainwatch: error: {printable(str(e))}", file=sys.stderr)
         return 2

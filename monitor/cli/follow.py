@@ -61,7 +61,8 @@ def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemet
     from monitor.hardware.gpu import BackgroundSampler, make_sampler
 
     sampler = None if args.no_gpu else BackgroundSampler(make_sampler(), args.gpu_interval)
-    telemetry = Telemetry(sampler, fallback_gpus=option(args, cfg, "gpu", None),
+    gpus = option(args, cfg, "gpu", None)
+    telemetry = Telemetry(sampler, fallback_gpus=gpus if isinstance(gpus, list) else None,
                           peak_override=option(args, cfg, "peak_flops", None))
     monitor = Monitor(sources=follow_sources(args, cfg),
                       poll_interval=option(args, cfg, "poll_interval", DEFAULT_POLL_INTERVAL),

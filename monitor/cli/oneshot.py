@@ -6,10 +6,12 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
-from monitor.cli.options import run_name, user_settings
+from monitor.cli.options import plan_target, run_name, user_settings
 from monitor.daemon.load import load
 from monitor.model.build import build_snapshot
+from monitor.model.plan import check
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -44,6 +46,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     snap = build_snapshot(ingest.state, run=run_name(args, args.log), log=args.log, now=now,
                           lines=ingest.lines, parse_errors=ingest.parse_errors, history=False,
                           price_per_kwh=args.price_per_kwh, power_watts=args.power_watts)
+    target = plan_target(args)
+    if target is not None:
+        snap = replace(snap, plan=check(snap, target))
     print(report.to_json(snap) if args.json else report.to_text(snap))
     return 0
 

@@ -13,6 +13,8 @@ from monitor.daemon.writer import Sources
 from monitor.errors import TrainwatchError
 from monitor.follow.read import train_bin_tokens
 from monitor.follow.wake import DEFAULT_POLL_INTERVAL
+from monitor.hardware.peaks import known_names, lookup
+from monitor.model.plan import DEFAULT_MFU, Band, PlanTarget, parse_mfu
 from monitor.units import parse_duration
 from parsers.detect import PARSERS
 
@@ -44,7 +46,9 @@ def add_follow_options(p: argparse.ArgumentParser) -> None:
                    help="rebuild snapshots at most this often (default 0.25s; a line after a quiet spell is "
                         "published at once): the CPU guard for logs that print hundreds of lines a second")
     g.add_argument("--no-gpu", action="store_true", help="do not read NVML")
-    g.add_argument("--gpu", type=_int_list, help="GPU indexes of the run (default: found from its process)")
+    g.add_argument("--gpu", type=_gpu_arg, metavar="0,1|NAME",
+                   help="GPU indexes of the run (default: found from its process), or the GPU a plan is for "
+                        '("RTX 4070", with --plan-mfu)')
     g.add_argument("--gpu-interval", type=parse_duration, default=1.0, metavar="DURATION",
                    help="how often GPUs are sampled (default 1s)")
     g.add_argument("--peak-flops", type=float,
@@ -68,11 +72,33 @@ def _fractions(text: str) -> tuple[float, ...]:
     return values
 
 
-def _int_list(text: str) -> list[int]:
+def _gpu_arg(text: str) -> list[int] | str:
+    """`0,1`: the run's GPU indexes; anything else names the GPU a plan is for."""
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of GPU indexes: {text!r}") from None
+        return text
+
+
+def add_plan_options(p: argparse.ArgumentParser, gpu_name: bool) -> None:
+    g = p.add_argument_group("a plan for the run: planned time and energy beside the live forecast")
+    g.add_argument("--plan-mfu", metavar="F[-F]", help="the MFU the plan assumes, e.g. 0.35 or 0.3-0.45 "
+                   "(default 0.3-0.5), on the GPU of --gpu NAME (default: the one NVML finds)")
+    if gpu_name:
+        g.add_argument("--gpu", metavar="NAME", help='the GPU the plan is for, e.g. "RTX 4070"')
+
+
+def plan_target(args: argparse.Namespace) -> PlanTarget | None:
+    """The plan `--plan-mfu` / `--gpu NAME` ask for, or None."""
+    gpu = getattr(args, "gpu", None)
+    name = gpu if isinstance(gpu, str) else None
+    mfu = getattr(args, "plan_mfu", None)
+    if mfu is None and name is None:
+        return None
+    spec = lookup(name) if name else None
+    if name and spec is None:
+        raise TrainwatchError(f"--gpu {name!r}: not a GPU trainwatch knows (known: {', '.join(known_names())})")
+    return PlanTarget(spec, parse_mfu(mfu) if mfu else Band(*DEFAULT_MFU))
 
 
 def add_listen_option(p: argparse.ArgumentParser, flag: str, default: str | None, help: str) -> None:
@@ -112,7 +138,7 @@ def follow_sources(args: argparse.Namespace, cfg: Config) -> Sources:
         cfg = replace(cfg, runs=(RunConfig(log=args.logs[0], name=args.run_name),))
         args = argparse.Namespace(**{**vars(args), "logs": []})
     flags = {"settings": user_settings(args), "format": args.format, "power_watts": args.power_watts,
-             "price_per_kwh": args.price_per_kwh}
+             "price_per_kwh": args.price_per_kwh, "plan": plan_target(args)}
     return config.sources(cfg, list(args.logs), flags)
 
 

@@ -174,7 +174,7 @@ def sources(cfg: Config, logs: list[str], flags: dict[str, Any]) -> Callable[[],
                     log=path, name=name, format=flags.get("format") or rc.format,
                     user={**rc.settings, **settings}, labels=dict(rc.labels),
                     power_watts=_first(flags.get("power_watts"), rc.power_watts),
-                    price_per_kwh=_first(flags.get("price_per_kwh"), rc.price_per_kwh))
+                    price_per_kwh=_first(flags.get("price_per_kwh"), rc.price_per_kwh), plan=flags.get("plan"))
         return _unique_names(list(specs.values()))
 
     return resolve

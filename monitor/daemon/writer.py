@@ -22,6 +22,7 @@ from monitor.follow.tail import FileTail, TailRead
 from monitor.follow.wake import Waker, make_waker
 from monitor.model.build import build_snapshot
 from monitor.model.ingest import Ingest
+from monitor.model.plan import PlanTarget, check
 from monitor.model.state import RunState
 from monitor.snapshot import Note, RunTelemetry, Snapshot
 from parsers.base import feed
@@ -55,6 +56,7 @@ class RunSpec:
     labels: dict[str, str] = field(default_factory=dict)
     power_watts: float | None = None
     price_per_kwh: float | None = None
+    plan: PlanTarget | None = None  # a plan made for the run: its snapshots carry the check against it
 
 
 Listener = Callable[[tuple[Snapshot, ...]], None]
@@ -196,11 +198,12 @@ class Follower:
             state, lines, errors = RunState(format=spec.format or "unknown"), 0, 0
         else:
             state, lines, errors = shown.state, shown.lines, shown.parse_errors
-        return build_snapshot(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
+        snap = build_snapshot(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
                               price_per_kwh=spec.price_per_kwh, power_watts=spec.power_watts, labels=spec.labels,
                               energy=telemetry.energy, gpus=telemetry.gpus, gpu_peak_flops=telemetry.gpu_peak_flops,
                               gpu_memory_peak_bytes=telemetry.gpu_memory_peak_bytes,
                               gpu_selection=telemetry.gpu_selection)
+        return snap if spec.plan is None else replace(snap, plan=check(snap, spec.plan))
 
     def close(self) -> None:
         self.tail.close()

@@ -167,6 +167,18 @@ def vram(cfg: RunConfig, params_total: int) -> Vram:
                 logits=logits, total=total, total_without_flash=Band(total.low + scores, total.high + scores))
 
 
+def parse_mfu(text: str) -> Band:
+    """`0.35` or `0.3-0.45` (also `0.3,0.45`): a fraction of the GPU's peak, or a range of them."""
+    parts = [x for x in text.replace(",", "-").split("-") if x.strip()]
+    try:
+        values = [float(x) for x in parts]
+    except ValueError:
+        raise ValueError(f"MFU {text!r}: write a fraction of the peak like 0.35, or a range 0.3-0.45") from None
+    if len(values) not in (1, 2) or not all(0 < v <= 1 for v in values):
+        raise ValueError(f"MFU {text!r}: a fraction of the peak between 0 and 1, like 0.35 (not a percentage)")
+    return Band(min(values), max(values))
+
+
 def evals_of(max_iters: int, eval_interval: int) -> int:
     """nanoGPT evaluates at every multiple of eval_interval from 0 to max_iters."""
     return max_iters // eval_interval + 1 if eval_interval > 0 else 0
