@@ -72,9 +72,18 @@ def span(b: Band, fmt: Any = duration, sep: str = " – ") -> str:
 
 def hours(b: Band) -> str:
     """`30–50 h` for long runs (whole hours say it), the exact durations otherwise."""
-    if b.low >= 10 * 3600 and round(b.low / 3600) != round(b.high / 3600):
-        return f"{b.low / 3600:.0f}–{b.high / 3600:.0f} h"
+    if b.low >= 10 * 3600:
+        lo, hi = round(b.low / 3600), round(b.high / 3600)
+        return f"{lo} h" if lo == hi else f"{lo}–{hi} h"
     return span(b)
+
+
+def hours_minutes(seconds: float) -> str:
+    """`55h 24m`: a run's length in the hours people plan in, never in days."""
+    if seconds < 3600:
+        return duration(seconds)
+    h, m = divmod(round(seconds / 60), 60)
+    return f"{h}h {m:02d}m"
 
 
 def kwh(joules: float) -> str:
@@ -128,6 +137,7 @@ def to_text(p: Plan, src: Source, price_per_kwh: float | None = None) -> str:
                         "(6·N + 12·L·H·Q·T)"),
         ("FLOPs", f"{_sci(p.flops_total_6nd)} by 6·N·D, {_sci(p.flops_total)} with attention"),
     ]
+    rows += [("note", n) for n in src.notes]
     rows += _time_rows(p)
     rows += _vram_rows(p)
     if p.energy_j is not None and p.gpu is not None:
@@ -148,7 +158,7 @@ def _time_rows(p: Plan) -> list[tuple[str, str]]:
     if t.basis == "measured":
         speed = f" at the measured {iter_time(t.iter_s.low)}" if t.iter_s else ""
         mfu = f" (MFU {100 * t.mfu.low:.1f} %)" if t.mfu else ""
-        return [("time", f"{hours(t.total_s)} in all{speed}{mfu}: elapsed + the live forecast's p10–p90")]
+        return [("time", f"{hours(t.total_s)} in all{speed}{mfu}")]
     assert t.mfu is not None and t.iter_s is not None and t.warmup_s is not None and t.eval_s is not None
     peak = f"{gpu.peak_flops / 1e12:g} TFLOPS" if gpu else "?"
     rows = [("time", f"{hours(t.total_s)} at MFU {span(t.mfu, lambda x: f'{100 * x:.0f}', '–')} % of {peak} "
@@ -195,7 +205,7 @@ def verdict_text(c: PlanCheck) -> str:
     if c.needs_s is None:
         return f"planned {planned}; not enough progress to compare yet"
     pace = f"at {iter_time(c.iter_s)} " if c.iter_s else ""
-    needs = duration(c.needs_s)
+    needs = hours_minutes(c.needs_s)
     if c.verdict == "slower":
         return f"{pace}this run needs {needs}, not {planned}: slower than planned"
     if c.verdict == "faster":

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from exporters.plan_report import plan_line, verdict_text
-from monitor.snapshot import Snapshot
+from monitor.snapshot import PlanCheck, Snapshot
 from monitor.units import clock, duration, human, printable
 
 SCHEMA = "trainwatch.report/1"
@@ -15,7 +15,7 @@ SCHEMA = "trainwatch.report/1"
 
 def to_dict(s: Snapshot) -> dict[str, Any]:
     fc = s.forecast
-    return {
+    out = {
         "schema": SCHEMA,
         "log": s.log,
         "run": s.run,
@@ -39,16 +39,21 @@ def to_dict(s: Snapshot) -> dict[str, Any]:
         "gpu": {"memory_peak_bytes": s.gpu_memory_peak_bytes, "count": len(s.gpus) or None,
                 "names": [g.name for g in s.gpus], "selection": s.gpu_selection},
         "error": {"type": s.error_type, "message": s.error_message},
-        "plan": None if s.plan is None else {
-            "gpu": s.plan.gpu, "mfu": {"low": s.plan.mfu_low, "high": s.plan.mfu_high},
-            "time_s": {"low": s.plan.time_low_s, "high": s.plan.time_high_s},
-            "energy_joules": None if s.plan.energy_low_j is None else {"low": s.plan.energy_low_j,
-                                                                       "high": s.plan.energy_high_j},
-            "needs_s": s.plan.needs_s, "verdict": s.plan.verdict, "message": verdict_text(s.plan)},
         "settings": {k: {"value": v.value, "source": v.source} for k, v in s.settings.items()},
         "lines": s.lines,
         "parse_errors": s.parse_errors,
     }
+    if s.plan is not None:
+        out["plan"] = _plan(s.plan)
+    return out
+
+
+def _plan(c: PlanCheck) -> dict[str, Any]:
+    """Present only when a plan was asked for (`--plan-mfu`, `--gpu NAME`)."""
+    return {"gpu": c.gpu, "mfu": {"low": c.mfu_low, "high": c.mfu_high},
+            "time_s": {"low": c.time_low_s, "high": c.time_high_s},
+            "energy_joules": None if c.energy_low_j is None else {"low": c.energy_low_j, "high": c.energy_high_j},
+            "needs_s": c.needs_s, "verdict": c.verdict, "message": verdict_text(c)}
 
 
 def to_json(s: Snapshot) -> str:

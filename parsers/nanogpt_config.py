@@ -10,6 +10,7 @@ before it; anything else is an error naming its line, since guessing what code w
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 
 from parsers.pyconfig import literal_value, override_value
 
@@ -54,7 +55,7 @@ def read_config_file(text: str, name: str, values: dict[str, object]) -> None:
         values[key] = value
 
 
-def apply_override(values: dict[str, object], arg: str, extra_keys: dict[str, type] | None = None) -> None:
+def apply_override(values: dict[str, object], arg: str, extra_keys: Mapping[str, type] | None = None) -> None:
     """`key=value` as configurator.py applies `--key=value`: an existing key, the default's type.
 
     `extra_keys` are keys train.py does not have but the caller understands (with their type).

@@ -18,12 +18,12 @@ from monitor.units import printable
 COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check", "install-service", "plan")
 
 
-def _top() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:  # type: ignore[type-arg]
+def _top() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     p = argparse.ArgumentParser(prog="trainwatch", description="Live monitor for LLM training logs.")
     return p, p.add_subparsers(dest="command", required=True)
 
 
-def _add_plan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_plan(sub: argparse._SubParsersAction) -> None:
     from monitor.cli.plan import add_arguments
 
     add_arguments(sub.add_parser("plan", help="what a nanoGPT run will need before it starts: tokens, FLOPs, "
@@ -90,7 +90,7 @@ HANDLERS: dict[str, str] = {
 
 def handler_of(command: str) -> Callable[[argparse.Namespace], int]:
     module, _, name = HANDLERS[command].partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), name)
 
 
 class JournalFormatter(logging.Formatter):

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from exporters.plan_report import Source
 
 MAX_CONFIG_BYTES = 1 << 20
+A100_PEAK = 312e12
+"""nanoGPT's estimate_mfu divides by this whatever the GPU: its mfu × 312 TFLOPS is the FLOP/s it reached."""
 PLAN_KEYS = {"vocab_size": int}
 """Not train.py settings, but what the model's size depends on: `--set vocab_size=65` for a char-level set."""
 
@@ -105,11 +107,23 @@ def _from_log(args: argparse.Namespace, gpu: GpuSpec | None, unknown: str | None
     snap = build_snapshot(state, run=args.source, log=args.source, now=time.time(), history=False,
                           gpu_peak_flops=gpu.peak_flops if gpu else None)
     fc = snap.forecast
+    eta = None
+    if snap.state == "finished":
+        eta = Band(0.0, 0.0)
+    elif snap.state in ("running", "evaluating") and fc.eta_p10_s is not None and fc.eta_p90_s is not None:
+        eta = Band(fc.eta_p10_s, fc.eta_p90_s)
+    iter_s, overhead = fc.iter_s, fc.eval_overhead_s
+    if iter_s is None and snap.elapsed_s and snap.iter:
+        iter_s, overhead = snap.elapsed_s / (snap.iter + 1), None  # the average, evals included
     measured = None
-    if snap.elapsed_s is not None and (snap.state == "finished" or fc.eta_p10_s is not None):
-        eta = Band(0.0, 0.0) if snap.state == "finished" else Band(fc.eta_p10_s or 0.0, fc.eta_p90_s or 0.0)
-        mfu = snap.mfu / args.gpus if snap.mfu is not None and args.gpus > 1 else snap.mfu
-        measured = Measured(iter_s=fc.iter_s, mfu=mfu, elapsed_s=snap.elapsed_s, eta_s=eta)
+    if iter_s is not None or eta is not None:
+        mfu = snap.mfu
+        if mfu is None and snap.mfu_logged is not None and gpu is not None:
+            mfu = snap.mfu_logged * A100_PEAK / gpu.peak_flops  # nanoGPT's figure is per GPU, against an A100
+        measured = Measured(iter_s=iter_s, mfu=mfu, elapsed_s=snap.elapsed_s, eta_s=eta, eval_overhead_s=overhead)
+        if eta is None:
+            notes.append(f"the run is {snap.state}: the time is its measured pace over all {cfg.max_iters + 1:,} "
+                         "iterations")
     plan = make_plan(cfg, gpu=gpu, n_gpus=args.gpus, mfu=args.mfu, dataset_tokens=snap.dataset_tokens,
                      price_per_kwh=args.price_per_kwh, measured=measured, unknown_gpu=unknown)
     if measured is None:

@@ -97,7 +97,8 @@ class Measured:
     iter_s: float | None
     mfu: float | None
     elapsed_s: float | None
-    eta_s: Band | None
+    eta_s: Band | None  # None when the run is not going on (crashed, stalled): then steps × iter_s
+    eval_overhead_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +210,8 @@ def make_plan(cfg: RunConfig, *, gpu: GpuSpec | None, n_gpus: int = 1, mfu: Band
     evals = evals_of(cfg.max_iters, cfg.eval_interval)
     time: TimeBand | None = None
     reason = unknown_gpu
-    if measured is not None and measured.eta_s is not None and measured.elapsed_s is not None:
-        total = measured.eta_s.plus(Band(measured.elapsed_s, measured.elapsed_s))
+    total = _measured_total(measured, steps, evals) if measured is not None else None
+    if measured is not None and total is not None:
         time = TimeBand("measured", None if measured.mfu is None else Band(measured.mfu, measured.mfu),
                         None if measured.iter_s is None else Band(measured.iter_s, measured.iter_s),
                         total, None, None, total)
@@ -231,6 +232,16 @@ def make_plan(cfg: RunConfig, *, gpu: GpuSpec | None, n_gpus: int = 1, mfu: Band
                 flops_total_6nd=tokens_total * fpt_6n, flops_total=tokens_total * fpt, evals=evals, gpu=gpu,
                 time=time, no_time_reason=None if time else reason, energy_j=energy, cost=cost,
                 vram=vram(cfg, params_total))
+
+
+def _measured_total(m: Measured, steps: int, evals: int) -> Band | None:
+    """Elapsed + the live forecast's p10–p90; for a run that is not going on, its measured pace over all steps."""
+    if m.eta_s is not None and m.elapsed_s is not None:
+        return m.eta_s.plus(Band(m.elapsed_s, m.elapsed_s))
+    if m.iter_s is not None:
+        t = steps * m.iter_s + evals * (m.eval_overhead_s or 0.0)
+        return Band(t, t)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
