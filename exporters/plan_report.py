@@ -78,6 +78,13 @@ def hours(b: Band) -> str:
     return span(b)
 
 
+def minutes(b: Band) -> str:
+    """`1–4 min` for the allowances under an hour."""
+    if b.high < 3600 and b.low >= 60:
+        return span(b, lambda x: f"{x / 60:.0f}", "–") + " min"
+    return span(b)
+
+
 def hours_minutes(seconds: float) -> str:
     """`55h 24m`: a run's length in the hours people plan in, never in days."""
     if seconds < 3600:
@@ -163,9 +170,9 @@ def _time_rows(p: Plan) -> list[tuple[str, str]]:
     peak = f"{gpu.peak_flops / 1e12:g} TFLOPS" if gpu else "?"
     rows = [("time", f"{hours(t.total_s)} at MFU {span(t.mfu, lambda x: f'{100 * x:.0f}', '–')} % of {peak} "
                      f"(dense bf16) × {p.n_gpus}"),
-            ("", f"{_iter_band(t.iter_s)}; + {span(t.warmup_s)} warm-up"
+            ("", f"{_iter_band(t.iter_s)}; + {minutes(t.warmup_s)} warm-up"
                  + (" (torch.compile)" if p.config.compile else "")
-                 + f"; + {span(t.eval_s)} for {p.evals} evals of 2 × {p.config.eval_iters} batches")]
+                 + f"; + {minutes(t.eval_s)} for {p.evals} evals of 2 × {p.config.eval_iters} batches")]
     if gpu and gpu.note:
         rows.append(("", f"peak: {gpu.note}"))
     return rows

@@ -375,3 +375,33 @@ def test_plan_loads_none_of_the_following_machinery() -> None:
     out = subprocess.run([sys.executable, "-c", code, str(FOUNDING)], capture_output=True, text=True, cwd=ROOT,
                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip().endswith("[] []"), out.stdout[-300:] + out.stderr
+
+
+def test_followed_run_carries_its_plan(tmp_path: Path) -> None:
+    """`trainwatch LOG --plan-mfu 0.35 --gpu "RTX 4070"`: the live writer's snapshots carry the check, and a
+    pace that breaks the plan turns it to "slower" as the lines arrive."""
+    import time
+
+    from monitor.cli import build_parser
+    from monitor.cli.options import follow_sources
+    from monitor.daemon.config import Config
+    from monitor.daemon.writer import Monitor
+
+    log = _seed_log(tmp_path, 6500.0)
+    args = build_parser().parse_args(["watch", str(log), "--plan-mfu", "0.3-0.5", "--gpu", "RTX 4070", "--no-gpu"])
+    assert args.gpu == "RTX 4070"
+    mon = Monitor(sources=follow_sources(args, Config()), poll_interval=0.05)
+    mon.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (mon.snapshots() and mon.snapshots()[0].plan and mon.snapshots()[0].iter == 1000):
+            assert time.monotonic() < deadline, "the plan never reached the snapshot"
+            time.sleep(0.02)
+        assert mon.snapshots()[0].plan.verdict == "on-plan"  # type: ignore[union-attr]
+        with log.open("a") as fh:  # the run slows to 13 s an iteration
+            fh.write("".join(f"iter {i}: loss 5.0000, time 13000.00ms, mfu 10.00%\n" for i in range(1010, 3010, 10)))
+        while mon.snapshots()[0].plan.verdict != "slower":  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, mon.snapshots()[0].plan
+            time.sleep(0.02)
+    finally:
+        mon.stop()

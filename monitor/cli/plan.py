@@ -227,11 +227,11 @@ class _PlainUnpickler(pickle.Unpickler):
 
 
 def _dataset_tokens(values: dict[str, object], args: argparse.Namespace, notes: list[str]) -> float | None:
-    from monitor.model.compute import dataset_tokens_from_bin
-
     data_dir = _data_dir(values, args)
     if data_dir is None:
         return None
+    from monitor.model.compute import dataset_tokens_from_bin
+
     path = os.path.join(data_dir, "train.bin")
     try:
         tokens = dataset_tokens_from_bin(os.path.getsize(path))

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 T = 1e12
 
-GEFORCE = ("GeForce: bf16 with fp32 accumulate runs at half the fp16-accumulate tensor rate on this card; "
-           "the peak is that half rate")
-DERIVED = ("no NVIDIA tensor figure for this card: the peak is 2 × its fp32 rate, and bf16 with fp32 "
-           "accumulate runs at half the fp16-accumulate rate on GeForce cards")
+GEFORCE = "GeForce: bf16 with fp32 accumulate runs at half the fp16-accumulate rate; this is that half rate"
+DERIVED = ("no NVIDIA tensor figure: 2 × the fp32 rate (GeForce runs bf16 with fp32 accumulate at half the "
+           "fp16-accumulate rate)")
 
 
 @dataclass(frozen=True, slots=True)
