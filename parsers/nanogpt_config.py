@@ -38,11 +38,13 @@ def read_config_file(text: str, name: str, values: dict[str, object]) -> None:
         tree = ast.parse(text, filename=name)
     except SyntaxError as e:
         raise ConfigError(f"{name}:{e.lineno}: not valid Python ({e.msg})") from None
+    except (RecursionError, MemoryError):
+        raise ConfigError(f"{name}: an expression nested too deeply to read") from None
     lines = text.splitlines()
     for stmt in tree.body:
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             continue  # a docstring or a bare literal does nothing
-        source = lines[stmt.lineno - 1].strip() if stmt.lineno <= len(lines) else ""
+        source = _short(lines[stmt.lineno - 1].strip() if stmt.lineno <= len(lines) else "")
         where = f"{name}:{stmt.lineno}"
         if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
             raise ConfigError(f"{where}: `{source}` is code, not a setting: trainwatch reads config files "
@@ -50,8 +52,8 @@ def read_config_file(text: str, name: str, values: dict[str, object]) -> None:
         key = stmt.targets[0].id
         value = _evaluate(stmt.value, values)
         if value is None:
-            raise ConfigError(f"{where}: the value of {key} (`{source}`) needs the file to be run: write a literal, "
-                              "or give it with --set key=value")
+            raise ConfigError(f"{where}: `{source}`: trainwatch reads numbers, strings, booleans, simple arithmetic "
+                              "and names set above, without running the file (give the value with --set key=value)")
         values[key] = value
 
 
@@ -75,6 +77,10 @@ def apply_override(values: dict[str, object], arg: str, extra_keys: Mapping[str,
         raise ConfigError(f"--set {arg}: {key} is {expected.__name__} in nanoGPT, not {type(value).__name__} "
                           f"({text.strip()!r})")
     values[key] = value
+
+
+def _short(line: str, width: int = 60) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _evaluate(node: ast.expr, values: dict[str, object]) -> object | None:

@@ -128,11 +128,12 @@ def test_config_file_then_overrides_as_configurator_does() -> None:
 
 @pytest.mark.parametrize("text, named", [
     ("import time\nbatch_size = 8\n", "c.py:1: `import time` is code"),
-    ("batch_size = 8\nwandb_run_name = 'ft-' + str(time.time())\n", "c.py:2: the value of wandb_run_name"),
+    ("batch_size = 8\nwandb_run_name = 'ft-' + str(time.time())\n", "c.py:2: `wandb_run_name = 'ft-' + str(time"),
+    ("x = " + "1+" * 100_000 + "1\n", "c.py: an expression nested too deeply"),
     ("for i in range(3):\n    pass\n", "c.py:1: `for i in range(3):` is code"),
     ("batch_size = (\n", "c.py:1: not valid Python"),
     ("a, b = 1, 2\n", "c.py:1: `a, b = 1, 2` is code"),
-], ids=["import", "call", "loop", "syntax", "tuple-target"])
+], ids=["import", "call", "deep", "loop", "syntax", "tuple-target"])
 def test_config_with_code_is_refused_naming_the_line(text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=None) as e:
         read_config_file(text, "c.py", dict(TRAIN_DEFAULTS))
