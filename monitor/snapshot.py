@@ -110,6 +110,17 @@ class RunTelemetry:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuSpec:
+    """A row of the GPU table (monitor.hardware.peaks): what `plan` and MFU need to know of a GPU."""
+
+    name: str
+    peak_flops: float  # dense bf16 (fp16 before Ampere) tensor FLOP/s
+    memory_gb: float | None = None
+    power_w: float | None = None  # typical board power (TDP/TGP)
+    note: str | None = None  # why the peak is uncertain, when it is
+
+
+@dataclass(frozen=True, slots=True)
 class PlanCheck:
     """A plan made for a followed run (`--plan-mfu`, `--gpu NAME`) beside what its measured pace needs."""
 

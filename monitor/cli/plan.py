@@ -12,9 +12,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from monitor.errors import TrainwatchError
-from monitor.hardware.peaks import GpuSpec, known_names, lookup
+from monitor.hardware.peaks import known_names, lookup
 from monitor.model.plan import Band, Measured, Model, Plan, RunConfig, make_plan, parse_mfu
-from parsers.nanogpt_config import TRAIN_DEFAULTS, apply_override, read_config_file
+from monitor.snapshot import GpuSpec
+from parsers.nanogpt_config import TRAIN_DEFAULTS, ConfigError, apply_override, read_config_file
 
 if TYPE_CHECKING:
     from exporters.plan_report import Source
@@ -58,10 +59,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         unknown = f"unknown GPU {args.gpu!r}"
         print(f"trainwatch: warning: {unknown}: time and energy left out (known: {', '.join(known_names())})",
               file=sys.stderr)
-    if args.source.endswith(".py"):
-        plan, src = _from_config(args, gpu, unknown)
-    else:
-        plan, src = _from_log(args, gpu, unknown)
+    try:
+        plan, src = (_from_config if args.source.endswith(".py") else _from_log)(args, gpu, unknown)
+    except ConfigError as e:  # the config's or an override's problem: the user's to fix
+        raise TrainwatchError(str(e)) from None
     print(to_json(plan, src, args.price_per_kwh) if args.json else to_text(plan, src, args.price_per_kwh))
     return 0
 
@@ -230,11 +231,11 @@ def _dataset_tokens(values: dict[str, object], args: argparse.Namespace, notes: 
     data_dir = _data_dir(values, args)
     if data_dir is None:
         return None
-    from monitor.model.compute import dataset_tokens_from_bin
+    from monitor.follow.read import train_bin_tokens
 
     path = os.path.join(data_dir, "train.bin")
     try:
-        tokens = dataset_tokens_from_bin(os.path.getsize(path))
+        tokens = train_bin_tokens(data_dir)
     except OSError as e:
         if args.data_dir:
             raise TrainwatchError(f"--data-dir: cannot read {path}: {e.strerror}") from None

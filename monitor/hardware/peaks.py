@@ -15,22 +15,14 @@ A laptop ("Laptop GPU") or unlisted card is unknown (None): `--peak-flops` gives
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from monitor.snapshot import GpuSpec
 
 T = 1e12
 
 GEFORCE = "GeForce: bf16 with fp32 accumulate runs at half the fp16-accumulate rate; this is that half rate"
 DERIVED = ("no NVIDIA tensor figure: 2 × the fp32 rate (GeForce runs bf16 with fp32 accumulate at half the "
            "fp16-accumulate rate)")
-
-
-@dataclass(frozen=True, slots=True)
-class GpuSpec:
-    name: str
-    peak_flops: float  # dense bf16 (fp16 before Ampere) tensor FLOP/s
-    memory_gb: float | None = None
-    power_w: float | None = None  # typical board power (TDP/TGP)
-    note: str | None = None  # why the peak is uncertain, when it is
 
 
 def _g(name: str, tflops: float, memory_gb: float | None = None, power_w: float | None = None,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitor.hardware.peaks import GpuSpec
-from monitor.snapshot import PlanCheck, Snapshot
+from monitor.errors import TrainwatchError
+from monitor.snapshot import GpuSpec, PlanCheck, Snapshot
 
 DEFAULT_MFU = (0.30, 0.50)
 """What nanoGPT-sized models reach on one GPU with torch.compile and flash attention: nanoGPT's logs show
@@ -174,9 +174,9 @@ def parse_mfu(text: str) -> Band:
     try:
         values = [float(x) for x in parts]
     except ValueError:
-        raise ValueError(f"MFU {text!r}: write a fraction of the peak like 0.35, or a range 0.3-0.45") from None
+        raise TrainwatchError(f"MFU {text!r}: write a fraction of the peak like 0.35, or a range 0.3-0.45") from None
     if len(values) not in (1, 2) or not all(0 < v <= 1 for v in values):
-        raise ValueError(f"MFU {text!r}: a fraction of the peak between 0 and 1, like 0.35 (not a percentage)")
+        raise TrainwatchError(f"MFU {text!r}: a fraction of the peak between 0 and 1, like 0.35 (not a percentage)")
     return Band(min(values), max(values))
 
 
