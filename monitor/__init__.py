@@ -6,8 +6,7 @@
 
 Where is X?
 - the types every view reads (Snapshot, Forecast, IterPoint, GpuSample, Alert, RunTelemetry, GpuSpec, PlanCheck):
-  `snapshot.py`,
-  standard library only;
+  `snapshot.py`, standard library only;
 - following a file (offsets, truncation, rotation, inotify or polling), reading one once: `follow/`;
 - run state, forecast, tokens and FLOPs, building the snapshot, the backtest replay, what a run will need
   (`model/plan.py`; all pure): `model/`;
