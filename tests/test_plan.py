@@ -406,3 +406,11 @@ def test_followed_run_carries_its_plan(tmp_path: Path) -> None:
             time.sleep(0.02)
     finally:
         mon.stop()
+
+
+def test_report_says_when_no_plan_can_be_made() -> None:
+    out = trainwatch("report", str(ROOT / "examples" / "shakespeare-char.log"), "--plan-mfu", "0.3")
+    assert out.returncode == 0 and "\nplan " not in out.stdout
+    assert out.stderr.count("\n") == 1 and "no plan for this run: its GPU (give --gpu NAME)" in out.stderr
+    bad = trainwatch("report", str(ROOT / "examples" / "shakespeare-char.log"), "--gpu", "RTX 9090")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--gpu 'RTX 9090': not a GPU" in bad.stderr

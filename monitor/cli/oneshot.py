@@ -49,6 +49,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     target = plan_target(args)
     if target is not None:
         snap = replace(snap, plan=check(snap, target))
+        if snap.plan is None:
+            print("trainwatch: warning: no plan for this run: its GPU (give --gpu NAME) or its FLOPs (tokens per "
+                  "iteration and parameters) are not known", file=sys.stderr)
     print(report.to_json(snap) if args.json else report.to_text(snap))
     return 0
 
