@@ -143,9 +143,10 @@ def vram(cfg: RunConfig, params_total: int) -> Vram:
     """What PyTorch holds at the peak, at the start of the backward pass of a micro-step.
 
     Per token and layer, eager autocast saves: the two LayerNorm inputs (fp32: the residual stream),
-    the half-precision copies of the linear layers' inputs, q/k/v, attention's output and its
-    contiguous copy, the MLP's hidden layer before and after GELU: 8·C + 15·d·C bytes (d = 2 for
-    bf16/fp16); torch.compile recomputes the cheap ones: 8·C + 8·d·C. The output layer holds the logits
+    the half-precision copies of the linear layers' inputs, q/k/v, attention's output (flash returns it
+    in the layout `transpose(1, 2).contiguous()` wants: no copy), the MLP's hidden layer before and after
+    GELU: 8·C + 14·d·C bytes (d = 2 for bf16/fp16); torch.compile recomputes the casts and GELU:
+    8·C + 8·d·C. The output layer holds the logits
     (d·V per token); eager cross-entropy adds the fp32 copy, log-softmax and their gradients (12·V),
     compiled keeps the logits and their gradient (d·V, + 4·V when an fp32 intermediate is kept).
     """
@@ -153,7 +154,7 @@ def vram(cfg: RunConfig, params_total: int) -> Vram:
     d = 4 if cfg.dtype == "float32" else 2
     tokens = cfg.batch_size * m.block_size
     c, v = m.n_embd, m.vocab_size
-    per_layer = 8 * c + (8 if cfg.compile else 15) * d * c + 4 * m.n_head  # + flash's logsumexp
+    per_layer = 8 * c + (8 if cfg.compile else 14) * d * c + 4 * m.n_head  # + flash's logsumexp
     activations = float(m.n_layer * per_layer * tokens)
     if not cfg.compile and d == 2:
         activations += d * params_total  # autocast's cached half-precision weights
