@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from monitor.units import duration, human, printable
 
 SCHEMA = "trainwatch.plan/1"
 GIB = 2**30
+WIDTH = 110
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +156,11 @@ def to_text(p: Plan, src: Source, price_per_kwh: float | None = None) -> str:
     elif t is None:
         rows.append(("energy", f"— ({p.no_time_reason})"))
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {printable(text)}" if k else f"{'':<{width}}  {printable(text)}"
-                     for k, text in rows)
+    out = []
+    for key, text in rows:  # wrapped to fit a terminal: continuation lines under the text, not the key
+        for i, line in enumerate(textwrap.wrap(printable(text), WIDTH - width - 2, break_on_hyphens=False)):
+            out.append(f"{key if i == 0 else '':<{width}}  {line}")
+    return "\n".join(out)
 
 
 def _time_rows(p: Plan) -> list[tuple[str, str]]:
