@@ -248,8 +248,12 @@ def _nonempty(families: Iterable[Metric]) -> Iterator[Metric]:
 
 def start_server(collector: Collector, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
                  certfile: str | None = None, keyfile: str | None = None, client_cafile: str | None = None,
-                 basic_auth: tuple[str, str] | None = None) -> tuple[WSGIServer, threading.Thread]:
+                 basic_auth: tuple[str, str] | None = None,
+                 routes: Callable[[WsgiApp], WsgiApp] | None = None) -> tuple[WSGIServer, threading.Thread]:
     """Serve `collector` alone (a private registry) on host:port from a daemon thread.
+
+    `routes(metrics_app)`, when given, is the app served instead: it adds paths beside /metrics (the
+    web page and the API) behind the same TLS and basic auth.
 
     TLS is prometheus-client's own (`certfile`/`keyfile`; `client_cafile` also requires client
     certificates). prometheus-client takes no WSGI app, so the server starts on an empty registry and
@@ -260,6 +264,8 @@ def start_server(collector: Collector, host: str = "127.0.0.1", port: int = DEFA
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     app = make_wsgi_app(registry)
+    if routes is not None:
+        app = routes(app)
     if basic_auth is not None:
         app = require_basic_auth(app, *basic_auth)
     if bool(certfile) != bool(keyfile):

@@ -182,6 +182,7 @@ class Snapshot:
     first_nonfinite: tuple[int, float] | None = None  # the first NaN/inf training loss: (iteration, loss)
     labels: dict[str, str] = field(default_factory=dict)
     plan: PlanCheck | None = None
+    problem: str | None = None  # why this view may be out of date (a remote serve that cannot be reached)
 
     @property
     def epochs(self) -> float | None:

@@ -55,6 +55,8 @@ def header_text(s: Snapshot, ctx: ViewContext) -> Text:
     if silence is not None and silence >= QUIET_S and s.state not in ("finished", "crashed"):
         # Only once it says something: a ticking "2s ago" would redraw the header every second for nothing.
         t.append(f"  · last progress {duration(silence)} ago", "bold orange1" if s.state == "stalled" else "dim")
+    if s.problem:
+        t.append(f"  ⚠ {s.problem}", "bold red")
     if not ctx.following:
         t.append("  ⏸ frozen (f: follow)", "bold yellow")
     return t

@@ -45,8 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p, sub = _top()
     w = sub.add_parser("watch", help="the live terminal view (the default: `trainwatch LOG…`)")
-    w.add_argument("logs", nargs="*", metavar="LOG", help="log files, globs ('runs/*/out.log') or directories")
+    w.add_argument("logs", nargs="*", metavar="LOG|URL",
+                   help="log files, globs ('runs/*/out.log'), directories, or a remote serve's http(s)://HOST:PORT")
     add_listen_option(w, "--metrics", None, "also serve Prometheus metrics (default 127.0.0.1:10464)")
+    w.add_argument("--tls-ca", metavar="CA.pem",
+                   help="certificates to check a remote https:// serve against (default: the system's)")
     add_run_options(w)
     add_follow_options(w)
     add_plan_options(w, gpu_name=False)

@@ -10,9 +10,10 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from monitor.cli.options import follow_sources, option
+from monitor.cli.options import follow_sources, option, read_basic_auth
 from monitor.daemon.config import Config, load_config
 from monitor.daemon.telemetry import Telemetry
 from monitor.daemon.writer import Monitor, RunSpec
@@ -34,26 +35,38 @@ class Stoppable(Protocol):
     def shutdown(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class WebServer:
+    """/metrics, the page and the API: stopping it also ends the event streams, which the HTTP server's
+    shutdown() does not wait for."""
+
+    server: Any
+    hub: Any
+
+    def shutdown(self) -> None:
+        self.hub.close()
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telemetry: Telemetry) -> Stoppable:
+    """/metrics, the web page and the JSON API on one server."""
     from exporters.prometheus import TrainwatchCollector, parse_listen, start_server
+    from exporters.sse import EventHub
+    from exporters.web.routes import with_web
 
     host, port = parse_listen(listen)
-    auth = None
-    if args.basic_auth_file:
-        try:
-            with open(args.basic_auth_file) as fh:
-                user, _, password = fh.read().strip().partition(":")
-        except OSError as e:
-            raise TrainwatchError(f"--basic-auth-file: {e.strerror}") from None
-        if not user or not password:
-            raise TrainwatchError("--basic-auth-file must hold USER:PASSWORD")
-        auth = (user, password)
+    auth = read_basic_auth(args.basic_auth_file) if args.basic_auth_file else None
     gpus = telemetry.sampler.latest if telemetry.sampler is not None else None  # every GPU of the machine
+    hub = EventHub()
+    monitor.subscribe(hub.publish)
     server, _ = start_server(TrainwatchCollector(monitor.snapshots, gpus), host, port, certfile=args.tls_cert,
-                             keyfile=args.tls_key, basic_auth=auth)
-    log.info("serving metrics on %s://%s:%d/metrics", "https" if args.tls_cert else "http", host,
+                             keyfile=args.tls_key, basic_auth=auth,
+                             routes=lambda metrics: with_web(metrics, monitor.snapshots, hub))
+    scheme = "https" if args.tls_cert else "http"
+    log.info("serving metrics on %s://%s:%d/metrics, the web page and the API at /", scheme, host,
              server.server_port)
-    return server
+    return WebServer(server, hub)
 
 
 def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemetry]:
@@ -164,25 +177,44 @@ DEMO_PRICE = 0.30  # per kWh, to show the cost line
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    """The live view of local logs and of remote serves (`trainwatch LOG… http://host:port…`)."""
+    from exporters.remote import RemoteRuns, is_url
     from exporters.tui.app import run_tui
 
     cfg = load_config(args.config)
-    monitor, telemetry = new_monitor(args, cfg)
-    server = start_metrics(args, args.metrics, monitor, telemetry) if args.metrics else None
+    urls = [x for x in args.logs if is_url(x)]
+    args.logs = [x for x in args.logs if not is_url(x)]
+    auth = read_basic_auth(args.basic_auth_file) if args.basic_auth_file else None
+    remotes = [RemoteRuns(url, auth=auth, cafile=args.tls_ca) for url in urls]
+    monitor, telemetry = new_monitor(args, cfg) if args.logs or cfg.runs or not urls else (None, None)
+    if args.metrics and monitor is None:
+        raise TrainwatchError("--metrics serves the local logs: name one beside the URLs")
+    server = start_metrics(args, args.metrics, monitor, telemetry) if monitor and telemetry and args.metrics else None
     notifiers: list[Any] = []
 
+    def source() -> tuple[Any, ...]:
+        return (*(monitor.snapshots() if monitor else ()), *(s for r in remotes for s in r.snapshots()))
+
     def wire(app: Any) -> None:
-        """The TUI rings the bell and shows a toast for each alert, beside the configured destinations."""
-        notifiers.append(start_alerts(args, cfg, monitor, bell=lambda: app.call_from_thread(app.bell),
-                                      toast=lambda a: app.notify_alert(a.title, a.body, a.level)))
-        monitor.start()
+        """The TUI rings the bell and shows a toast for each alert, beside the configured destinations.
+        Remote runs alert where they are served."""
+        for remote in remotes:
+            remote.start()
+        if monitor is not None:
+            notifiers.append(start_alerts(args, cfg, monitor, bell=lambda: app.call_from_thread(app.bell),
+                                          toast=lambda a: app.notify_alert(a.title, a.body, a.level)))
+            monitor.start()
 
     try:
-        return run_tui(monitor.snapshots, gpu_status=telemetry.status(), on_start=wire)
+        return run_tui(source, gpu_status=telemetry.status() if telemetry else None, on_start=wire)
     finally:
-        monitor.stop()
+        for remote in remotes:
+            remote.close()
+        if monitor is not None:
+            monitor.stop()
         for notifier in notifiers:
             notifier.close()
-        telemetry.close()
+        if telemetry is not None:
+            telemetry.close()
         if server is not None:
             server.shutdown()

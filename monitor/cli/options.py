@@ -108,7 +108,20 @@ def add_listen_option(p: argparse.ArgumentParser, flag: str, default: str | None
         p.add_argument(flag, metavar="HOST:PORT", help=f"{help} (default {default}:10464)")
     p.add_argument("--tls-cert", help="serve metrics over TLS with this certificate (PEM)")
     p.add_argument("--tls-key", help="the certificate's private key (PEM)")
-    p.add_argument("--basic-auth-file", help="file holding USER:PASSWORD; scrapes must authenticate")
+    p.add_argument("--basic-auth-file", help="file holding USER:PASSWORD: scrapes, the page and the API must "
+                   "authenticate (and `trainwatch URL` sends it)")
+
+
+def read_basic_auth(path: str) -> tuple[str, str]:
+    """USER:PASSWORD from a file (kept out of the command line, which `ps` shows)."""
+    try:
+        with open(path) as fh:
+            user, _, password = fh.read().strip().partition(":")
+    except OSError as e:
+        raise TrainwatchError(f"--basic-auth-file: {e.strerror}") from None
+    if not user or not password:
+        raise TrainwatchError("--basic-auth-file must hold USER:PASSWORD")
+    return user, password
 
 
 def user_settings(args: argparse.Namespace) -> dict[str, object]:
