@@ -53,6 +53,7 @@ def summary(s: Snapshot) -> dict[str, Any]:
     d["id"] = run_id(s)
     d["taken_at"] = s.taken_at
     d["labels"] = dict(s.labels)
+    d["checkpoints"] = s.checkpoints
     d["time"].update(finish_p10=fc.finish_p10, finish_p90=fc.finish_p90, stalled_s=fc.stalled_s,
                      expected_gap_s=fc.expected_gap_s, slowdown=fc.slowdown)
     d["energy"]["mean_power_w"] = s.energy.mean_power_w
@@ -70,10 +71,10 @@ def detail(s: Snapshot, *, since: int | None = None, segment: int = 0, limit: in
     d = summary(s)
     points = s.history if since is None else [p for p in s.history if (p.segment, p.iter) > (segment, since)]
     kept = thin(points, limit)
-    d["history"] = {"fields": list(HISTORY_FIELDS), "points": [[_num(getattr(p, f)) for f in HISTORY_FIELDS]
+    d["history"] = {"fields": list(HISTORY_FIELDS), "points": [[getattr(p, f) for f in HISTORY_FIELDS]
                                                                for p in kept],
                     "downsampled": len(kept) < len(points)}
-    d["evals"] = {"fields": list(EVAL_FIELDS), "points": [[_num(getattr(e, f)) for f in EVAL_FIELDS]
+    d["evals"] = {"fields": list(EVAL_FIELDS), "points": [[getattr(e, f) for f in EVAL_FIELDS]
                                                           for e in s.evals]}
     d["notes"] = [{"wall": n.wall, "iter": n.iter, "level": n.level, "text": n.text} for n in s.notes]
     return d
@@ -95,13 +96,18 @@ def thin(points: Sequence[Any], limit: int) -> list[Any]:
 
 
 def dumps(doc: object) -> bytes:
-    """Compact, strict JSON (NaN is carried as the string "nan", never as a bare NaN token)."""
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False, default=str).encode()
+    """Compact, strict JSON: a NaN or infinite float is carried as the string "nan"/"inf" (as the report
+    does for losses), never as a bare NaN token that strict parsers refuse."""
+    return json.dumps(_finite(doc), separators=(",", ":"), allow_nan=False, default=str).encode()
 
 
-def _num(v: object) -> object:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
+def _finite(v: object) -> object:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
     return v
 
 
@@ -145,6 +151,7 @@ FORECAST_PATHS: dict[str, tuple[str, ...]] = {
 }
 STRUCTURED = frozenset({"forecast", "energy", "settings", "history", "evals", "notes", "gpus", "first_nonfinite",
                         "labels"})
+LOCAL_ONLY = frozenset({"problem"})  # the receiving side's own: why its view may be out of date
 
 
 class ShapeError(ValueError):
@@ -154,19 +161,19 @@ class ShapeError(ValueError):
 def snapshot_of(d: Mapping[str, Any]) -> Snapshot:
     """The Snapshot a run's dict (summary or detail) was built from; a summary has no history."""
     try:
-        plain = {name: _float_back(_at(d, path)) for name, path in SNAPSHOT_PATHS.items()}
+        plain = {name: _back(Snapshot, name, _at(d, path)) for name, path in SNAPSHOT_PATHS.items()}
         e = d["energy"]
         history = d.get("history") or {"fields": [], "points": []}
         evals = d.get("evals") or {"fields": [], "points": []}
         nonfinite = d.get("first_nonfinite")
         return Snapshot(
             **plain,
-            forecast=Forecast(**{k: _float_back(_at(d, p)) for k, p in FORECAST_PATHS.items()}),
+            forecast=Forecast(**{k: _back(Forecast, k, _at(d, p)) for k, p in FORECAST_PATHS.items()}),
             energy=Energy(joules=e["joules"], source=e["source"], estimated_joules=e["estimated_joules"],
                           mean_power_w=e.get("mean_power_w")),
             settings={k: Setting(v["value"], v["source"]) for k, v in d["settings"].items()},
-            history=tuple(IterPoint(**_row(history, p)) for p in history["points"]),
-            evals=tuple(EvalPoint(**_row(evals, p)) for p in evals["points"]),
+            history=tuple(IterPoint(**_row(IterPoint, history, p)) for p in history["points"]),
+            evals=tuple(EvalPoint(**_row(EvalPoint, evals, p)) for p in evals["points"]),
             notes=tuple(Note(n["wall"], n["iter"], n["level"], n["text"]) for n in d.get("notes") or ()),
             gpus=tuple(_gpu_back(g) for g in d.get("gpus") or ()),
             first_nonfinite=(int(nonfinite[0]), float(nonfinite[1])) if nonfinite else None,
@@ -182,15 +189,19 @@ def _at(d: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return d
 
 
-def _float_back(v: Any) -> Any:
-    """"nan"/"inf" were floats (JSON has no token for them)."""
-    if isinstance(v, str) and v in ("nan", "inf", "-inf"):
+_FLOAT_FIELDS = {cls: frozenset(f.name for f in fields(cls) if "float" in str(f.type))
+                 for cls in (Snapshot, Forecast, IterPoint, EvalPoint)}
+
+
+def _back(cls: type, name: str, v: Any) -> Any:
+    """"nan"/"inf" in a float field were floats (JSON has no token for them); elsewhere they are text."""
+    if isinstance(v, str) and name in _FLOAT_FIELDS[cls]:
         return float(v)
     return v
 
 
-def _row(table: Mapping[str, Any], values: Sequence[Any]) -> dict[str, Any]:
-    return {f: _float_back(v) for f, v in zip(table["fields"], values, strict=True)}
+def _row(cls: type, table: Mapping[str, Any], values: Sequence[Any]) -> dict[str, Any]:
+    return {f: _back(cls, f, v) for f, v in zip(table["fields"], values, strict=True)}
 
 
 def _gpu_back(g: Mapping[str, Any]) -> GpuSample:

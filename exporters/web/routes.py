@@ -77,8 +77,7 @@ def with_web(metrics: WsgiApp, source: Callable[[], Sequence[Snapshot]], hub: Ev
                 return error("400 Bad Request", str(e))
             for s in source():
                 if api.run_id(s) == match[1]:
-                    doc = api.detail(s, since=since, segment=segment, limit=limit)
-                    return answer("200 OK", JSON, api.dumps({"schema": api.SCHEMA, **doc}))
+                    return answer("200 OK", JSON, api.dumps(api.detail(s, since=since, segment=segment, limit=limit)))
             return error("404 Not Found", "no such run")
         if path == "/favicon.ico":
             return answer("204 No Content", "image/svg+xml", b"")
