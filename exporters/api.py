@@ -189,7 +189,7 @@ def _at(d: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return d
 
 
-_FLOAT_FIELDS = {cls: frozenset(f.name for f in fields(cls) if "float" in str(f.type))
+_FLOAT_FIELDS: dict[type, frozenset[str]] = {cls: frozenset(f.name for f in fields(cls) if "float" in str(f.type))
                  for cls in (Snapshot, Forecast, IterPoint, EvalPoint)}
 
 

@@ -1,0 +1,94 @@
+"""The web page in a real browser (Debian's headless Chromium): a real `serve` on a growing log, the page
+shows the run, updates without a reload as lines are appended, shows a hostile run name as text, and
+fits a phone's width. `TRAINWATCH_SCREENSHOT=1` also writes the README's screenshot, docs/web.png."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from prom_fixtures import wait_for
+from web_fixtures import HOSTILE, ROOT, Browser, browser, config_with_runs, growing_log, have_browser, start_serve
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not have_browser(), reason="chromium and chromium-driver are not installed")]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def pick(b: Browser, name: str) -> None:
+    """Click the run's row in the list, as a user would."""
+    b.js("[...document.querySelectorAll('#run-rows tr')].find((tr) => tr.cells[0].textContent === arguments[0])"
+         ".click();", name)
+
+
+def test_the_page_follows_a_live_run_and_shows_log_text_as_text(tmp_path: Path) -> None:
+    run = growing_log(tmp_path, "shakespeare", start=400)
+    hostile = growing_log(tmp_path, "hostile", start=50)
+    cfg = config_with_runs(tmp_path, [(run.path, "shakespeare-char"), (hostile.path, HOSTILE)])
+    served = start_serve(tmp_path, "--config", str(cfg))
+    try:
+        with browser(tmp_path) as b:
+            b.open(served.url + "/")
+            wait_for(lambda: "shakespeare-char" in b.text("#run-rows"), 30, "the run list")
+            pick(b, "shakespeare-char")
+            last = max(i for line in run.lines[:run.written] if (i := run.iteration(line)) is not None)
+            wait_for(lambda: f"iter {last:,} of 2,000" in b.text("#facts"), 30, "the page to show the run")
+            b.js("window.notReloaded = true;")
+            for _ in range(6):
+                new = [i for line in run.more(2) if (i := run.iteration(line)) is not None]
+                wait_for(lambda n=new[-1]: f"iter {n:,} of 2,000" in b.text("#facts"), 15,
+                         f"the page to show iteration {new[-1]}")
+            assert b.js("return window.notReloaded === true;"), "the page reloaded"
+            assert b.text("#link") == "live"
+
+            # the hostile name is text in the run list, nothing ran, nothing was parsed as markup
+            wait_for(lambda: HOSTILE in b.text("#run-rows"), 15, "the hostile run in the list")
+            assert b.js("return document.querySelectorAll('img, #run-rows script').length;") == 0
+            assert not b.alert_open()
+            pick(b, HOSTILE)
+            wait_for(lambda: b.text("#run-name") == HOSTILE, 15, "the hostile run's own view")
+            assert b.js("return document.title;") == f"{HOSTILE} — trainwatch"
+            assert b.js("return document.querySelectorAll('img').length;") == 0 and not b.alert_open()
+            pick(b, "shakespeare-char")
+            wait_for(lambda: b.text("#run-name") == "shakespeare-char", 15, "back to the first run")
+
+            # the charts are drawn; the console has no CSP violation or script error
+            assert b.js("return document.querySelector('#loss-chart path.smooth').getAttribute('d').length;") > 100
+            assert b.js("return document.querySelectorAll('#time-chart path.step').length;") == 1
+            problems = [m for m in b.console() if m.get("level") == "SEVERE" or "Content Security" in m["message"]]
+            assert not problems, problems
+
+            shot = b.screenshot()
+            width, height = png_size(shot)
+            assert width == 1280 and height > 500
+            (tmp_path / "web.png").write_bytes(shot)
+            if os.environ.get("TRAINWATCH_SCREENSHOT"):
+                (ROOT / "docs" / "web.png").write_bytes(shot)
+
+            b.resize(390, 844)  # a phone
+            wait_for(lambda: b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;"), 10,
+                     "the page to fit a phone's width")
+            assert "of 2,000" in b.text("#facts")
+    finally:
+        served.stop()
+
+
+def test_without_javascript_the_server_rendered_list_reads(tmp_path: Path) -> None:
+    run = growing_log(tmp_path, "plain", start=200)
+    served = start_serve(tmp_path, str(run.path))
+    try:
+        with browser(tmp_path) as b:
+            b.open(served.url + "/")
+            wait_for(lambda: "plain" in b.text("#run-rows"), 30, "the run list")
+            # the script replaces the list from the API; the server's own rows say the same
+            b.open(f"view-source:{served.url}/")
+            src = b.text("body")
+            assert "plain" in src and "/ 2,000" in src and "<progress" in src
+    finally:
+        served.stop()
