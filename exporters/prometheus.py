@@ -11,14 +11,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import math
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
@@ -27,6 +29,8 @@ from prometheus_client.registry import Collector
 
 from monitor.errors import TrainwatchError
 from monitor.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from monitor.snapshot import GpuSample
@@ -300,6 +304,21 @@ def _harden(server: WSGIServer) -> None:
         server.socket = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
     server.socket.listen(LISTEN_BACKLOG)
     server.RequestHandlerClass.timeout = HANDLER_TIMEOUT_S  # type: ignore[attr-defined]
+    server.handle_error = _quiet(server.handle_error)  # type: ignore[method-assign,assignment]
+
+
+def _quiet(handle_error: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """A client that fails its TLS handshake (an untrusted certificate), times out or hangs up is the
+    client's business: one debug line, not socketserver's traceback on stderr."""
+
+    def handle(request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ssl.SSLError, ConnectionError, TimeoutError)):
+            log.debug("client %s: %s", client_address, error)
+            return
+        handle_error(request, client_address)
+
+    return handle
 
 
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
