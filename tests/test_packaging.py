@@ -37,6 +37,8 @@ def test_console_script_is_declared() -> None:
         ("monitor.cli", ["textual", "prometheus_client", "apprise", "pynvml"]),
         ("monitor.daemon.load", ["textual", "prometheus_client", "apprise", "watchdog", "pynvml"]),
         ("exporters.report", ["textual", "watchdog", "pynvml", "apprise"]),
+        ("exporters.remote", ["textual", "watchdog", "pynvml", "apprise", "prometheus_client"]),
+        ("exporters.web.routes", ["textual", "watchdog", "pynvml", "apprise"]),
         ("parsers.detect", ["textual", "watchdog", "pynvml", "apprise", "prometheus_client", "monitor", "exporters"]),
     ],
 )
