@@ -3,6 +3,7 @@ view as a local one, live, with basic auth and TLS; a lost connection shows as s
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
@@ -140,3 +141,27 @@ def test_a_line_cut_by_a_dropped_connection_is_an_error() -> None:
     lines = iter([b"event: runs\n", b'data: {"ids"'])
     with pytest.raises(ConnectionError):
         list(sse_events(lambda: next(lines), threading.Event()))
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_the_command_shows_remote_and_local_runs_side_by_side(tmp_path: Path) -> None:
+    """`trainwatch LOG http://host:port` in a real terminal: the console script, the remote source and the
+    local writer together, one tab each."""
+    from test_tui_tmux import Tmux, trainwatch
+
+    remote_log = growing_log(tmp_path, "faraway", start=200)
+    local_log = growing_log(tmp_path, "nearby", start=150)
+    served = start_serve(tmp_path, str(remote_log.path))
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX", "TEXTUAL")}
+    tmux = Tmux(tmp_path / "tmux.sock", {**env, "XDG_CONFIG_HOME": str(tmp_path / "cfg")})
+    try:
+        command = " ".join(f"'{a}'" for a in [*trainwatch(), str(local_log.path), served.url, "--no-gpu"])
+        assert tmux("new-session", "-d", "-s", "tw", "-x", "140", "-y", "40", "-c", str(tmp_path),
+                    command + "; sleep 30").returncode == 0
+        tmux.wait_for(lambda s: "nearby" in s and f"faraway@127.0.0.1:{served.port}" in s, 60, "both runs")
+        tmux("send-keys", "-t", "tw", "2")
+        tmux.wait_for(lambda s: "/ 2,000" in s and "⚠" not in s, 30, "the remote run's view")
+        tmux("send-keys", "-t", "tw", "q")
+    finally:
+        tmux("kill-server")
+        served.stop()
