@@ -31,7 +31,7 @@ def test_the_page_follows_a_live_run_and_shows_log_text_as_text(tmp_path: Path) 
     run = growing_log(tmp_path, "shakespeare", start=400)
     hostile = growing_log(tmp_path, "hostile", start=50)
     cfg = config_with_runs(tmp_path, [(run.path, "shakespeare-char"), (hostile.path, HOSTILE)])
-    served = start_serve(tmp_path, "--config", str(cfg))
+    served = start_serve(tmp_path, "--config", str(cfg), "--power-watts", "250", "--price-per-kwh", "0.30")
     try:
         with browser(tmp_path) as b:
             b.open(served.url + "/")

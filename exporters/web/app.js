@@ -218,6 +218,7 @@
     let ema = null;
     const smooth = train.map(([x, y]) => [x, ema = ema == null ? y : ema + a * (y - ema)]);
     const L = s.loss, pred = finite(L.final_p50) && s.progress.max_iters != null && live(s);
+    $("pred-key").hidden = !pred;
     const xs = [Math.min(...[...train, ...val].map((p) => p[0])),
       Math.max(...[...train, ...val].map((p) => p[0]), pred ? s.progress.max_iters : -Infinity)];
     const tail = smooth.slice(Math.floor(smooth.length * 0.05));
