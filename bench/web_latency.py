@@ -37,7 +37,8 @@ const note = () => {
   const m = /iter ([\\d,]+) of/.exec(document.getElementById('facts').innerText);
   if (m) { const n = m[1].replace(/,/g, ''); if (!(n in window.seenAt)) window.seenAt[n] = Date.now() / 1000; }
 };
-new MutationObserver(note).observe(document.getElementById('facts'), {childList: true, subtree: true, characterData: true});
+new MutationObserver(note).observe(document.getElementById('facts'),
+                                   {childList: true, subtree: true, characterData: true});
 note();
 """
 

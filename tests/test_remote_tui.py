@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from prom_fixtures import free_port
+from prom_fixtures import free_port, self_signed
 from prom_fixtures import wait_for as wait_until
 from tui_screen import screen_text, wait_for
 from web_fixtures import growing_log, start_serve
@@ -91,10 +90,7 @@ def test_wrong_credentials_are_named(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_over_tls_the_certificate_is_checked(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    cert, key = self_signed(tmp_path)
     log = growing_log(tmp_path, "tls", start=100)
     served = start_serve(tmp_path, str(log.path), "--tls-cert", str(cert), "--tls-key", str(key), scheme="https")
     trusted = RemoteRuns(served.url, cafile=str(cert), backoff=(0.2, 0.5))
