@@ -12,9 +12,11 @@ first message after a reconnect brings every run again.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -94,14 +96,13 @@ class RemoteRuns:
         self._backoff = backoff
         self._read_timeout = read_timeout
         self._runs: dict[str, _Run] = {}
-        self._order: list[str] = []
         self._shown: tuple[Snapshot, ...] = ()
         self._problem: str | None = "connecting…"
         self._retry_at: float | None = None
         self._lost_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.connected = threading.Event()  # set while the event stream is open (tests wait on it)
+        self._stream: http.client.HTTPConnection | None = None  # the open event stream, closed to stop
 
     # ---- readers ---------------------------------------------------------------------------------
     def snapshots(self) -> tuple[Snapshot, ...]:
@@ -130,6 +131,10 @@ class RemoteRuns:
 
     def close(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        stream = self._stream
+        if stream is not None and stream.sock is not None:
+            with contextlib.suppress(OSError):
+                stream.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread out of its read
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -141,14 +146,12 @@ class RemoteRuns:
                     if name == "open":
                         delay = self._backoff[0]
                         self._problem = self._retry_at = self._lost_at = None
-                        self.connected.set()
                     elif name == "runs":
                         self._apply(json.loads(data))
                 raise ConnectionError("the server closed the event stream")
             except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError, TrainwatchError) as e:
                 if self._stop.is_set():
                     return
-                self.connected.clear()
                 if self._problem is None:
                     self._lost_at = self._clock()
                     log.warning("%s: connection lost: %s", self.endpoint.url, _reason(e))
@@ -166,7 +169,7 @@ class RemoteRuns:
 
     def _events(self) -> Iterator[tuple[str, str]]:
         """("open", "") once the stream is accepted, then (event, data) per message."""
-        conn = self._connection()
+        conn = self._stream = self._connection()
         try:
             conn.request("GET", self.endpoint.prefix + "/api/v1/events", headers=self._headers)
             resp = conn.getresponse()
@@ -174,6 +177,7 @@ class RemoteRuns:
             yield "open", ""
             yield from sse_events(lambda: resp.readline(MAX_LINE), self._stop)
         finally:
+            self._stream = None
             conn.close()
 
     def _get(self, path: str) -> dict[str, Any] | None:
@@ -208,8 +212,7 @@ class RemoteRuns:
                 assert old is not None
                 old.snap = replace(snap, history=old.snap.history, evals=old.snap.evals, notes=old.snap.notes)
         self._runs = {rid: r for rid, r in self._runs.items() if rid in ids}
-        self._order = [rid for rid in ids if rid in self._runs]
-        self._shown = tuple(self._label(self._runs[rid].snap, rid) for rid in self._order)
+        self._shown = tuple(self._label(self._runs[rid].snap, rid) for rid in ids if rid in self._runs)
 
     def _fetch(self, rid: str, old: _Run | None) -> _Run | None:
         path = f"/api/v1/runs/{quote(rid, safe='')}"
