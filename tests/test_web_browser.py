@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from pathlib import Path
 
 import pytest
 from prom_fixtures import wait_for
+from tui_data import synthetic
 from web_fixtures import HOSTILE, ROOT, Browser, browser, config_with_runs, growing_log, have_browser, start_serve
+
+from exporters import api, report
+from exporters.prometheus import TrainwatchCollector, start_server
+from exporters.sse import EventHub
+from exporters.web.routes import with_web
+from monitor.snapshot import Snapshot
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not have_browser(), reason="chromium and chromium-driver are not installed")]
@@ -92,3 +100,32 @@ def test_without_javascript_the_server_rendered_list_reads(tmp_path: Path) -> No
             assert "plain" in src and "/ 2,000" in src and "<progress" in src
     finally:
         served.stop()
+
+
+def test_the_predicted_final_loss_is_drawn_when_the_snapshot_carries_it(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's `loss.final_p50/p10/p90` (the final-loss forecast): a dashed path to max_iters and its band."""
+    def with_final(s: Snapshot) -> dict:
+        d = report.to_dict(s)
+        d["loss"].update(final_p50=3.05, final_p10=2.98, final_p90=3.14, final_of="val")
+        return d
+
+    monkeypatch.setattr(api, "to_dict", with_final)
+    snap = synthetic(now=time.time())
+    hub = EventHub()
+    hub.publish((snap,))
+    server, _ = start_server(TrainwatchCollector(lambda: (snap,)), port=0,
+                             routes=lambda metrics: with_web(metrics, lambda: (snap,), hub))
+    try:
+        with browser(tmp_path) as b:
+            b.open(f"http://127.0.0.1:{server.server_port}/")
+            wait_for(lambda: "predicted final val loss" in b.text("#facts"), 30, "the prediction in the facts")
+            assert "3.0500 (2.9800 – 3.1400)" in b.text("#facts")
+            assert b.js("return document.querySelectorAll('#loss-chart path.pred, #loss-chart polygon.pred-band')"
+                        ".length;") == 2
+            assert b.js("return document.getElementById('pred-key').hidden;") is False
+            assert "NVIDIA A100-SXM4-80GB" in b.text("#gpus") and "kWh" in b.text("#energy")
+    finally:
+        hub.close()
+        server.shutdown()
+        server.server_close()

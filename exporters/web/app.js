@@ -221,9 +221,11 @@
     $("pred-key").hidden = !pred;
     const xs = [Math.min(...[...train, ...val].map((p) => p[0])),
       Math.max(...[...train, ...val].map((p) => p[0]), pred ? s.progress.max_iters : -Infinity)];
-    const tail = smooth.slice(Math.floor(smooth.length * 0.05));
+    // the first 5 % of the run (the steep early drop) may leave the top of the chart: the rest is what is read
+    const early = xs[0] + 0.05 * (Math.max(...[...train, ...val].map((p) => p[0])) - xs[0]);
+    const later = (pts) => pts.filter((p) => p[0] >= early).map((p) => p[1]);
     const lows = [...train.map((p) => p[1]), ...val.map((p) => p[1]), ...(pred ? [L.final_p10, L.final_p50].filter(finite) : [])];
-    const highs = [...tail.map((p) => p[1]), ...val.map((p) => p[1])];
+    const highs = [...later(smooth), ...later(val)];
     const ys = [Math.min(...lows), Math.max(...highs, ...(pred && finite(L.final_p90) ? [L.final_p90] : []))];
     const padY = (ys[1] - ys[0]) * 0.08 || 0.1;
     ys[0] -= padY; ys[1] += padY;
