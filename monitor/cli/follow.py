@@ -64,8 +64,8 @@ def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telem
                              keyfile=args.tls_key, basic_auth=auth,
                              routes=lambda metrics: with_web(metrics, monitor.snapshots, hub))
     scheme = "https" if args.tls_cert else "http"
-    log.info("serving metrics on %s://%s:%d/metrics, the web page and the API at /", scheme, host,
-             server.server_port)
+    log.info("serving metrics on %s://%s:%d/metrics", scheme, host, server.server_port)
+    log.info("the web page on %s://%s:%d/ and the JSON API under /api/v1/", scheme, host, server.server_port)
     return WebServer(server, hub)
 
 
