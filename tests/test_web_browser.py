@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from prom_fixtures import wait_for
+from prom_fixtures import free_port, wait_for
 from tui_data import synthetic
 from web_fixtures import HOSTILE, ROOT, Browser, browser, config_with_runs, growing_log, have_browser, start_serve
 
@@ -129,3 +129,22 @@ def test_the_predicted_final_loss_is_drawn_when_the_snapshot_carries_it(tmp_path
         hub.close()
         server.shutdown()
         server.server_close()
+
+
+def test_the_page_says_when_the_server_is_gone_and_comes_back_with_it(tmp_path: Path) -> None:
+    run = growing_log(tmp_path, "restarted", start=200)
+    port = free_port()
+    served = start_serve(tmp_path, str(run.path), port=port)
+    try:
+        with browser(tmp_path) as b:
+            b.open(served.url + "/")
+            wait_for(lambda: b.text("#link") == "live" and "of 2,000" in b.text("#facts"), 30, "the live page")
+            served.stop()
+            wait_for(lambda: "connection lost" in b.text("#link"), 30, "the lost link to show")
+            run.more(6)
+            served = start_serve(tmp_path, str(run.path), port=port)
+            last = max(i for line in run.lines[:run.written] if (i := run.iteration(line)) is not None)
+            wait_for(lambda: f"iter {last:,} of 2,000" in b.text("#facts"), 30, "the page to catch up")
+            assert b.text("#link") == "live"
+    finally:
+        served.stop()

@@ -342,10 +342,18 @@
     else if (shown && runs.has(shown.id)) renderRun();
     else $("run").hidden = !selected;
   }
+  let wait = 2000;
   function connect() {
     const es = new EventSource("/api/v1/events");
-    es.addEventListener("open", () => setLink("live", "live"));
-    es.addEventListener("error", () => setLink("down", "connection lost; reconnecting…"));
+    es.addEventListener("open", () => { wait = 2000; setLink("live", "live"); });
+    es.addEventListener("error", () => {
+      setLink("down", "connection lost; reconnecting…");
+      // the browser retries a dropped stream by itself, but not one refused (503: too many clients)
+      if (es.readyState === EventSource.CLOSED) {
+        setTimeout(connect, wait);
+        wait = Math.min(wait * 2, 30000);
+      }
+    });
     es.addEventListener("runs", (ev) => onRuns(JSON.parse(ev.data)));
   }
   window.addEventListener("hashchange", () => {
