@@ -27,6 +27,7 @@ from monitor.snapshot import (
     GpuSample,
     IterPoint,
     Note,
+    PlanCheck,
     Setting,
     Snapshot,
 )
@@ -59,6 +60,8 @@ def summary(s: Snapshot) -> dict[str, Any]:
     d["energy"]["mean_power_w"] = s.energy.mean_power_w
     d["first_nonfinite"] = list(s.first_nonfinite) if s.first_nonfinite else None
     d["gpus"] = [_gpu(g) for g in s.gpus]
+    if s.plan is not None:
+        d["plan"]["iter_s"] = s.plan.iter_s
     return d
 
 
@@ -150,7 +153,7 @@ FORECAST_PATHS: dict[str, tuple[str, ...]] = {
     "expected_gap_s": ("time", "expected_gap_s"), "slowdown": ("time", "slowdown"),
 }
 STRUCTURED = frozenset({"forecast", "energy", "settings", "history", "evals", "notes", "gpus", "first_nonfinite",
-                        "labels"})
+                        "labels", "plan"})
 LOCAL_ONLY = frozenset({"problem"})  # the receiving side's own: why its view may be out of date
 
 
@@ -178,6 +181,7 @@ def snapshot_of(d: Mapping[str, Any]) -> Snapshot:
             gpus=tuple(_gpu_back(g) for g in d.get("gpus") or ()),
             first_nonfinite=(int(nonfinite[0]), float(nonfinite[1])) if nonfinite else None,
             labels={str(k): str(v) for k, v in (d.get("labels") or {}).items()},
+            plan=_plan_back(d["plan"]) if d.get("plan") else None,
         )
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ShapeError(f"not a trainwatch.api/1 run: {type(e).__name__}: {e}") from None
@@ -202,6 +206,13 @@ def _back(cls: type, name: str, v: Any) -> Any:
 
 def _row(cls: type, table: Mapping[str, Any], values: Sequence[Any]) -> dict[str, Any]:
     return {f: _back(cls, f, v) for f, v in zip(table["fields"], values, strict=True)}
+
+
+def _plan_back(p: Mapping[str, Any]) -> PlanCheck:
+    energy = p["energy_joules"] or {"low": None, "high": None}
+    return PlanCheck(gpu=p["gpu"], mfu_low=p["mfu"]["low"], mfu_high=p["mfu"]["high"], time_low_s=p["time_s"]["low"],
+                     time_high_s=p["time_s"]["high"], energy_low_j=energy["low"], energy_high_j=energy["high"],
+                     needs_s=p["needs_s"], iter_s=p.get("iter_s"), verdict=p["verdict"])
 
 
 def _gpu_back(g: Mapping[str, Any]) -> GpuSample:

@@ -15,7 +15,7 @@ from tui_data import from_log, simulated, synthetic
 from exporters import api, report
 from exporters.sse import EventHub
 from exporters.web import page
-from monitor.snapshot import Forecast, Snapshot
+from monitor.snapshot import Forecast, PlanCheck, Snapshot
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "exporters" / "schemas" / "api-v1.json").read_text())
 HOSTILE = '<img src=x onerror=alert(1)></script>"&'
@@ -33,7 +33,9 @@ def wire(doc: object) -> dict:
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Snapshot]:
     tmp = tmp_path_factory.mktemp("api")
-    return {"synthetic": synthetic(),
+    plan = PlanCheck(gpu="NVIDIA A100-SXM4-80GB", mfu_low=0.3, mfu_high=0.45, time_low_s=3.1e4, time_high_s=4.6e4,
+                     energy_low_j=2.1e7, energy_high_j=3.2e7, needs_s=3.9e4, iter_s=2.3, verdict="on-plan")
+    return {"synthetic": synthetic(), "planned": replace(synthetic(), plan=plan),
             "example": from_log(Path(__file__).resolve().parents[1] / "examples" / "shakespeare-char.log"),
             "resumed": from_log(simulated(tmp, "resumed", max_iters=3000, resume_at=0.5)),
             "nan": from_log(simulated(tmp, "nan", max_iters=2000, nan_at=0.5))}
@@ -54,7 +56,7 @@ def test_a_run_is_its_report_plus_the_live_extras(real: dict[str, Snapshot]) -> 
     assert doc["time"]["finish_p10"] == s.forecast.finish_p10 and len(doc["gpus"]) == 2
 
 
-@pytest.mark.parametrize("name", ["synthetic", "example", "resumed", "nan"])
+@pytest.mark.parametrize("name", ["synthetic", "planned", "example", "resumed", "nan"])
 def test_answers_match_the_published_schema(real: dict[str, Snapshot], name: str) -> None:
     s = real[name]
     validate(wire(api.runs_document([s, s])), "runs")
@@ -77,7 +79,7 @@ def test_every_snapshot_field_is_carried() -> None:
     assert {f.name for f in fields(Forecast)} == set(api.FORECAST_PATHS)
 
 
-@pytest.mark.parametrize("name", ["synthetic", "example", "resumed"])
+@pytest.mark.parametrize("name", ["synthetic", "planned", "example", "resumed"])
 def test_snapshot_of_a_detail_is_the_snapshot(real: dict[str, Snapshot], name: str) -> None:
     s = real[name]
     assert api.snapshot_of(wire(api.detail(s, limit=10**6))) == s

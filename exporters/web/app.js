@@ -171,6 +171,7 @@
       (s.tokens.per_second ? ` · ${human(s.tokens.per_second)}/s` : ""));
     fact(dl, "MFU", s.compute.mfu == null ? dash : `${(100 * s.compute.mfu).toFixed(1)} %`);
     fact(dl, "elapsed", duration(t.elapsed_s));
+    if (s.plan) fact(dl, "plan", s.plan.message);
     if (s.error.type) fact(dl, "error", `${s.error.type}: ${s.error.message || ""}`);
     fact(dl, "log", s.log);
   }
