@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from monitor.daemon.writer import Monitor, RunSpec  # noqa: E402
 from monitor.sim.emit import emissions  # noqa: E402
-from monitor.sim.plan import SimConfig  # noqa: E402
+from monitor.sim.scenario import SimConfig  # noqa: E402
 from monitor.sim.write import Output  # noqa: E402
 from monitor.snapshot import Snapshot  # noqa: E402
 

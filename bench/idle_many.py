@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from serve_child import Serve  # noqa: E402  (bench/ is sys.path[0])
 
 from monitor.sim.emit import OUT, emissions  # noqa: E402
-from monitor.sim.plan import SimConfig  # noqa: E402
+from monitor.sim.scenario import SimConfig  # noqa: E402
 
 
 def write_log(path: Path, lines: int, seed: int) -> None:

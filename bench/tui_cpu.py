@@ -27,7 +27,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from monitor.sim.plan import SimConfig  # noqa: E402
+from monitor.sim.scenario import SimConfig  # noqa: E402
 from monitor.sim.write import write  # noqa: E402
 
 SIZE = ("120", "40")

@@ -26,7 +26,7 @@ from monitor.daemon.load import load
 from monitor.errors import TrainwatchError
 from monitor.sim import write as simulate
 from monitor.sim.emit import emissions, generate
-from monitor.sim.plan import SimConfig, plan
+from monitor.sim.scenario import SimConfig, resolve
 from parsers.base import feed
 from parsers.events import ConfigValue, ErrorEvent, Eval, Event, Iteration
 from parsers.nanogpt import NanoGptParser
@@ -107,7 +107,7 @@ def test_every_iter_and_step_line_becomes_an_event(cfg: SimConfig) -> None:
 
 @pytest.mark.parametrize("cfg", SCENARIOS.values(), ids=SCENARIOS.keys())
 def test_the_log_states_the_config_it_runs(cfg: SimConfig) -> None:
-    p = plan(cfg)
+    p = resolve(cfg)
     stated = {e.key: e.value for e in parse(lines_of(cfg)) if isinstance(e, ConfigValue)}  # later wins
     assert stated["max_iters"] == p.max_iters
     assert stated["eval_interval"] == p.eval_interval
@@ -131,7 +131,7 @@ def test_written_file_loads_without_parse_errors(cfg: SimConfig, tmp_path: Path)
 @pytest.mark.parametrize("cfg", [SCENARIOS["char-full-run"], SCENARIOS["gpt2-ddp2"],
                                  SCENARIOS["char-log-every-iteration"]], ids=["char", "gpt2", "log-interval-1"])
 def test_iterations_and_evals_land_where_nanogpt_puts_them(cfg: SimConfig) -> None:
-    p, lines = plan(cfg), lines_of(cfg)
+    p, lines = resolve(cfg), lines_of(cfg)
     printed = [i for i, *_ in iters(lines)]
     assert printed == list(range(0, p.max_iters + 1, p.log_interval))
     assert [i for i, *_ in evals(lines)] == list(range(0, p.max_iters + 1, p.eval_interval))
@@ -145,7 +145,7 @@ def test_iterations_and_evals_land_where_nanogpt_puts_them(cfg: SimConfig) -> No
 
 def test_eval_iterations_carry_the_eval_in_their_time() -> None:
     cfg = SCENARIOS["char-full-run"]
-    p = plan(cfg)
+    p = resolve(cfg)
     rows = iters(lines_of(cfg))
     steady = statistics.median(dt for i, _, dt, _ in rows if i % p.eval_interval)
     for i, _, dt, _ in rows:
@@ -257,7 +257,7 @@ def test_resume_appends_a_second_process_whose_iterations_go_back(tmp_path: Path
     banner = lines.index("Resuming training from out-shakespeare-char")
     assert "Overriding: init_from = resume" in lines[:banner]
     resumed = iters(lines)[back]
-    assert resumed[2] > plan(cfg).warmup_s  # the resumed first iteration compiles again and re-runs the eval
+    assert resumed[2] > resolve(cfg).warmup_s  # the resumed first iteration compiles again and re-runs the eval
     assert resumed[3] == -100.0  # running_mfu starts over in the new process
     assert printed[-1] == 1000
     path = tmp_path / "resume.log"
@@ -284,7 +284,7 @@ def test_ddp_prints_the_startup_once_per_rank_some_on_one_line() -> None:
 
 def test_ddp_needs_accumulation_steps_divisible_by_ranks() -> None:
     with pytest.raises(TrainwatchError, match="not divisible by 2 ranks"):
-        plan(SimConfig(ddp=2))
+        resolve(SimConfig(ddp=2))
 
 
 # ---- writing: buffering, timestamps, live ------------------------------------------------------

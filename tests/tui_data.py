@@ -22,7 +22,7 @@ from pathlib import Path
 from monitor.daemon.load import load
 from monitor.model import compute
 from monitor.model.build import build_snapshot
-from monitor.sim.plan import SimConfig
+from monitor.sim.scenario import SimConfig
 from monitor.sim.write import write
 from monitor.snapshot import (
     Energy,

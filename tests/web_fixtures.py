@@ -21,7 +21,7 @@ from typing import Any
 
 from prom_fixtures import free_port, wait_for
 
-from monitor.sim.plan import SimConfig
+from monitor.sim.scenario import SimConfig
 from monitor.sim.write import write
 
 ROOT = Path(__file__).resolve().parents[1]

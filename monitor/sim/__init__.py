@@ -1,2 +1,2 @@
-"""`trainwatch simulate`: a realistic nanoGPT run, planned (`plan.py`), played out line by line
+"""`trainwatch simulate`: a realistic nanoGPT run, resolved (`scenario.py`), played out line by line
 (`emit.py`, `text.py`) and written live to a file (`write.py`)."""

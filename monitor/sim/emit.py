@@ -14,7 +14,7 @@ import random
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
-from monitor.sim.plan import A100_BF16_PEAK, EVAL_JITTER, HICCUP_P, STEP_JITTER, SimConfig, plan
+from monitor.sim.scenario import A100_BF16_PEAK, EVAL_JITTER, HICCUP_P, STEP_JITTER, SimConfig, resolve
 from monitor.sim.text import banner_phases, oom_traceback
 
 OUT, ERR = "out", "err"  # streams of printed lines
@@ -49,7 +49,7 @@ def _at(fraction: float | None, max_iters: int) -> int | None:
 class _Sim:
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
-        self.p = plan(cfg)
+        self.p = resolve(cfg)
         self.rng = random.Random(cfg.seed)
         self.t = 0.0
         self.best_val = 1e9

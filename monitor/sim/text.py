@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from monitor.sim.plan import Plan
+from monitor.sim.scenario import Scenario
 
 HOME = "/home/user/nanoGPT"
 SITE = "/home/user/.venv/lib/python3.11/site-packages"
@@ -16,7 +16,7 @@ Phase = tuple[float, str, list[str]]  # (seconds since the previous phase, strea
 Print = tuple[str, ...]  # the lines one print() call writes
 
 
-def banner_phases(p: Plan, mode: str, rng: random.Random) -> list[Phase]:
+def banner_phases(p: Scenario, mode: str, rng: random.Random) -> list[Phase]:
     """What train.py prints before its loop, phase by phase (each phase is printed at one moment).
 
     Every rank prints all of it (nothing before the loop is guarded by `master_process`), so with
@@ -79,7 +79,7 @@ def _glued(text: str, n: int, rng: random.Random) -> list[str]:
     return "".join(pieces).split("\n")[:-1]
 
 
-def oom_traceback(p: Plan) -> list[str]:
+def oom_traceback(p: Scenario) -> list[str]:
     """A torch.compile'd forward running out of GPU memory, as Python prints it to stderr."""
     s = p.settings
     b, t, d = int(s["batch_size"]), int(s["block_size"]), int(s["n_embd"])  # type: ignore[call-overload]

@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 from monitor.errors import TrainwatchError
 from monitor.sim.emit import ERR, EXIT, KILLED, OUT, STALLED, Emission, emissions
-from monitor.sim.plan import SimConfig
 from monitor.sim.presets import PRESETS
+from monitor.sim.scenario import SimConfig
 from monitor.units import parse_duration
 
 BLOCK = 8192  # Python's buffer for stdout redirected to a file or pipe (io.DEFAULT_BUFFER_SIZE)

@@ -1,5 +1,5 @@
 """What a simulated nanoGPT run is: the config (SimConfig) resolved into nanoGPT's settings and the
-durations of its parts (Plan). Pure; `monitor.sim.emit` plays a Plan out line by line."""
+durations of its parts (Scenario). Pure; `monitor.sim.emit` plays a Scenario out line by line."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class SimConfig:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"{name} must be positive (got {v})")
-        plan(self)  # what only the resolved run can tell: accumulation steps that the ranks cannot share
+        resolve(self)  # what only the resolved run can tell: accumulation steps that the ranks cannot share
 
     def overrides(self) -> tuple[tuple[str, object], ...]:
         pairs = (("max_iters", self.max_iters), ("eval_interval", self.eval_interval),
@@ -67,7 +67,7 @@ class SimConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class Scenario:
     """The run the config describes, resolved: nanoGPT's settings and the durations of its parts."""
 
     preset: Preset
@@ -104,7 +104,7 @@ class Plan:
 _MORE_DEFAULTS: dict[str, object] = {"dropout": 0.0, "compile": True}
 
 
-def plan(cfg: SimConfig) -> Plan:
+def resolve(cfg: SimConfig) -> Scenario:
     preset = PRESETS[cfg.preset]
     settings: dict[str, object] = {**DEFAULTS, **_MORE_DEFAULTS}
     for line in preset.config_text.splitlines():
@@ -125,7 +125,7 @@ def plan(cfg: SimConfig) -> Plan:
     flops = (6 * params + 12 * layers * n["n_head"] * (d // n["n_head"]) * block) * block * n["batch_size"] * ga_rank
     step_s = cfg.iter_ms / 1000.0 if cfg.iter_ms else flops / (preset.mfu * A100_BF16_PEAK)
     stored = params + block * d
-    return Plan(
+    return Scenario(
         preset=preset, settings=settings, overrides=cfg.overrides(), world=world,
         tokens_per_iter=ga_rank * world * n["batch_size"] * block, params=params,
         decayed=(2 + 4 * layers, vocab * d + block * d + 12 * layers * d * d),
