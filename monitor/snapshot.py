@@ -109,6 +109,26 @@ class RunTelemetry:
     dataset_tokens: int | None = None  # the size of the dataset the writer's working directory holds
 
 
+ENDED_STATES = frozenset({"finished", "crashed", "timeout", "preempted", "cancelled", "node_fail", "out_of_memory"})
+"""States after which a run makes no more progress: the log says it finished, or its process or job ended."""
+
+JOB_END_STATES = ("timeout", "preempted", "cancelled", "node_fail", "out_of_memory")
+"""How a batch scheduler (Slurm) ended a run's job, when the run itself had not finished."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimeLimit:
+    """A running job's forecast finish against its time limit: `verdict` "will" when even the early
+    (p10) finish is past the job's end, "may" when only the late (p90) one is."""
+
+    verdict: str  # will | may
+    job_end_at: float  # unix seconds: when Slurm ends the job
+    left_s: float  # from now to then
+    needs_s: float | None  # the median forecast of the time the run still needs
+    iter_at_end: int | None  # about where the run will be when the job ends
+    fraction_at_end: float | None
+
+
 @dataclass(frozen=True, slots=True)
 class GpuSpec:
     """A row of the GPU table (monitor.hardware.peaks): what `plan` and MFU need to know of a GPU."""
@@ -142,7 +162,7 @@ class Snapshot:
     log: str
     format: str
     taken_at: float
-    state: str  # starting | running | evaluating | finished | crashed | stalled
+    state: str  # starting | running | evaluating | stalled, or one of ENDED_STATES
     iter: int | None
     max_iters: int | None
     max_iters_source: str | None
@@ -183,6 +203,9 @@ class Snapshot:
     labels: dict[str, str] = field(default_factory=dict)
     plan: PlanCheck | None = None
     problem: str | None = None  # why this view may be out of date (a remote serve that cannot be reached)
+    last_checkpoint_iter: int | None = None  # the iteration the last saved checkpoint holds
+    job_end_at: float | None = None  # when the run's batch job (Slurm) is ended by its time limit
+    time_limit: TimeLimit | None = None  # set while the forecast finish is past job_end_at
 
     @property
     def epochs(self) -> float | None:
@@ -201,6 +224,7 @@ class Snapshot:
 class Alert:
     run: str
     kind: str  # finishing | finish-moved | finished | crashed | stalled | nan | diverging | slowdown | milestone
+    #            | time-limit | job-ended
     title: str
     body: str
     level: str  # info | success | warning | failure (apprise's notify types)

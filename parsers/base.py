@@ -96,6 +96,12 @@ _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Fail
 _WARNING = re.compile(r"(?:^|: )(\w*Warning): (.*)$")
 _EXITCODE = re.compile(r"failed \(exitcode: (-?\d+)\)")
 _SIGNALS = {-9: "SIGKILL", -15: "SIGTERM", -6: "SIGABRT", -11: "SIGSEGV", -2: "SIGINT"}
+_SLURM_KILL = re.compile(
+    r"slurmstepd(?:-\S+)?: error: \*\*\* (?:JOB|STEP) \S+ ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+))?")
+"""What slurmstepd writes into a job's output when Slurm ends it (src/slurmd/slurmstepd/req.c); newer
+versions name the node after `slurmstepd-`."""
+SLURM_ENDINGS = {None: "SlurmCancelled", "TIME LIMIT": "SlurmTimeLimit", "PREEMPTION": "SlurmPreempted",
+                 "NODE FAILURE": "SlurmNodeFail"}
 
 
 class Fatal:
@@ -125,8 +131,10 @@ class Fatal:
             return [ErrorEvent("OutOfMemoryError", line.split(": ", 1)[-1])]
         if line == "Killed" or line.endswith(" Killed"):
             return [ErrorEvent("Killed", "process killed (SIGKILL; often the kernel's OOM killer)")]
-        if "slurmstepd: error:" in line and "CANCELLED" in line:
-            return [ErrorEvent("SlurmCancelled", line[line.index("slurmstepd:"):])]
+        if "slurmstepd" in line:
+            slurm = _slurm(line)
+            if slurm is not None:
+                return slurm
         if "Watchdog caught collective operation timeout" in line:
             return [ErrorEvent("NCCLTimeout", line)]
         m = _EXITCODE.search(line)
@@ -138,3 +146,18 @@ class Fatal:
         if m and "Warning" in m.group(1):
             return [Notice("warning", f"{m.group(1)}: {m.group(2)}")]
         return None
+
+
+def _slurm(line: str) -> list[Event] | None:
+    """Slurm's word, in the job's own output, on how it ended the job: the time limit, a preemption, a
+    node failure, an scancel, the cgroup's OOM killer; a requeue is not an end (the job runs again)."""
+    said = line[line.index("slurmstepd"):]
+    if "oom-kill event" in line:
+        return [ErrorEvent("SlurmOutOfMemory", said)]
+    m = _SLURM_KILL.search(line)
+    if m is None:
+        return None
+    due = (m.group(1) or "").strip() or None
+    if due == "JOB REQUEUE":
+        return [Notice("warning", said)]
+    return [ErrorEvent(SLURM_ENDINGS.get(due, "SlurmCancelled"), said)]

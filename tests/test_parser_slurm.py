@@ -10,6 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monitor.model.state import RunState
+from parsers.base import Fatal
+from parsers.events import ErrorEvent, Notice
 from parsers.slurm import SEPARATOR, SlurmJob, expand_path, parse_scontrol, parse_squeue, squeue_format
 from parsers.slurm import _Ids as Ids
 from parsers.slurm import _limit as limit
@@ -218,3 +221,36 @@ def test_no_answer_makes_either_parser_raise(text: str) -> None:
     for parse in (parse_squeue, parse_scontrol):
         answer = parse(text)
         assert all(isinstance(j, SlurmJob) for j in answer.jobs)
+
+
+# ---- what slurmstepd writes into the job's own output --------------------------------------------
+
+@pytest.mark.parametrize(("line", "kind"), [
+    ("slurmstepd-vm: error: *** JOB 1 ON vm CANCELLED AT 2026-12-03T13:53:43 DUE TO TIME LIMIT ***", "SlurmTimeLimit"),
+    ("3616.slurmstepd: error: *** JOB 11679010 ON g002 CANCELLED AT 2024-04-20T09:09:37 DUE TO TIME LIMIT ***",
+     "SlurmTimeLimit"),
+    ("slurmstepd: error: *** STEP 7.0 ON g002 CANCELLED AT 2024-04-20T09:09:37 DUE TO PREEMPTION ***",
+     "SlurmPreempted"),
+    ("slurmstepd: error: *** JOB 7 ON g002 CANCELLED AT 2024-04-20T09:09:37 DUE TO NODE FAILURE, SEE SLURMCTLD LOG "
+     "FOR DETAILS ***", "SlurmNodeFail"),
+    ("slurmstepd: error: *** JOB 8 ON g002 CANCELLED AT 2024-04-20T09:09:37 ***", "SlurmCancelled"),
+    ("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=8.batch. Some of your processes may have been killed "
+     "by the cgroup out-of-memory handler.", "SlurmOutOfMemory"),
+    ("slurmstepd-vm: error: *** JOB 9 ON vm CANCELLED AT 2026-12-03T13:57:45 DUE TO JOB REQUEUE ***", "notice"),
+], ids=["time limit", "cut into a line", "preemption", "node failure", "scancel", "oom", "requeue"])
+def test_slurms_word_in_the_job_output(line: str, kind: str) -> None:
+    """Slurm writes how it ended the job into the job's output (src/slurmd/slurmstepd/req.c): the log alone
+    tells a time limit from a crash, also for `trainwatch report` and without --slurm."""
+    [event] = Fatal().parse(line) or [None]
+    said = line[line.index("slurmstepd"):]
+    assert event == (Notice("warning", said) if kind == "notice" else ErrorEvent(kind, said))
+
+
+@pytest.mark.parametrize(("error", "state"), [
+    ("SlurmTimeLimit", "timeout"), ("SlurmPreempted", "preempted"), ("SlurmCancelled", "cancelled"),
+    ("SlurmNodeFail", "node_fail"), ("SlurmOutOfMemory", "out_of_memory"), ("OutOfMemoryError", "crashed"),
+])
+def test_a_run_slurm_ended_is_in_that_state_not_crashed(error: str, state: str) -> None:
+    s = RunState()
+    s.apply(ErrorEvent(error, "…"))
+    assert s.status == state

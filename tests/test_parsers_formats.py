@@ -47,7 +47,7 @@ class Expect:
 
 EXPECTED: dict[str, Expect] = {
     "llmc/gpt2-124m-fineweb-1xA100-full-run-slurm-stdout.log": Expect("llmc", "finished"),
-    "llmc/gpt2-124m-nan-loss-slurm-timelimit-midline.log": Expect("llmc", "crashed"),  # SLURM time limit
+    "llmc/gpt2-124m-nan-loss-slurm-timelimit-midline.log": Expect("llmc", "timeout"),  # Slurm's time limit
     "llmc/gpt2-124m-oom-at-startup.log": Expect("llmc", "crashed"),  # [CUDA ERROR] out of memory
     # main.log states no total, and its last line is the final validation
     "llmc/main-log-train_gpt2cu-trl-lr-norm.log": Expect("llmc", "evaluating"),
@@ -253,7 +253,7 @@ def test_llmc_kill_in_the_middle_of_a_step_line_keeps_the_step_and_the_kill() ->
     last_iteration = [e for e in events if isinstance(e, Iteration)][-1]
     assert last_iteration.iter == 100 and math.isnan(last_iteration.loss or 0.0)
     assert last_iteration.dt_s is None  # `| 3616.` was cut before its unit
-    assert isinstance(events[-1], ErrorEvent) and events[-1].type == "SlurmCancelled"
+    assert isinstance(events[-1], ErrorEvent) and events[-1].type == "SlurmTimeLimit"
 
 
 def test_llmc_cuda_error_takes_its_message_from_the_next_line() -> None:

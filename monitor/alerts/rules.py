@@ -1,6 +1,7 @@
 """Alert rules: pure, edge-triggered functions of snapshots, `now`, and what already fired.
 
-A condition (finishing soon, finished, crashed, stalled, NaN, diverging, slowed down, a milestone)
+A condition (finishing soon, finished, crashed, stalled, NaN, diverging, slowed down, a milestone, a
+Slurm job's time limit ahead or its end)
 becomes an alert once per run, or once per episode for the conditions that can end and come back:
 a stall that ends and starts again is news again, a second NaN is not. What fired lives in an
 immutable `AlertMemory` that the caller keeps, persists (monitor/alerts/store.py) and hands back, so
@@ -14,7 +15,7 @@ import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from monitor.snapshot import Alert, GpuSample, Snapshot
+from monitor.snapshot import ENDED_STATES, JOB_END_STATES, Alert, GpuSample, Snapshot
 from monitor.units import clock, duration, human
 
 EPISODIC = frozenset({"crashed", "stalled", "diverging", "slowdown"})
@@ -245,8 +246,60 @@ def _milestones(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iter
                            + _progress(s), "info")
 
 
+def _time_limit(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    """Once per verdict: "may hit" (only the late finish is past the job's end), then "will hit" if even
+    the early one is (monitor/model/job.py)."""
+    tl = s.time_limit
+    if tl is None:
+        return
+    yield _Finding("time-limit", f"time-limit:{tl.verdict}", f"{s.run}: {tl.verdict} hit its time limit",
+                   time_limit_text(s) + ".", "warning" if tl.verdict == "will" else "info")
+
+
+def time_limit_text(s: Snapshot) -> str:
+    """`job 12345 (gpt2-124m) will hit its time limit at about iteration 16,400 of 20,000 (82 %), in 3h 10m;
+    the last checkpoint was at 16,000; it needs about 4h 20m more`: what the note and the notification say."""
+    tl = s.time_limit
+    if tl is None:
+        return ""
+    job = s.labels.get("job_id")
+    who = f"job {job} ({s.labels.get('job_name', s.run)})" if job else s.run
+    text = f"{who} {tl.verdict} hit its time limit"
+    if tl.iter_at_end is not None and s.max_iters and tl.fraction_at_end is not None:
+        text += f" at about iteration {_round(tl.iter_at_end):,} of {s.max_iters:,} ({100 * tl.fraction_at_end:.0f} %)"
+    text += f", in {duration(tl.left_s)}"
+    if s.last_checkpoint_iter is not None:
+        text += f"; the last checkpoint was at {s.last_checkpoint_iter:,}"
+    else:
+        text += "; no checkpoint was saved yet"
+    if tl.needs_s is not None:
+        text += f"; it needs about {duration(tl.needs_s)} more"
+    return text
+
+
+def _round(it: int) -> int:
+    """An estimate, shown as one: 16,437 → 16,400."""
+    return it if it < 1000 else int(round(it, -2))
+
+
+JOB_ENDINGS = {"timeout": "hit its time limit", "preempted": "was preempted", "cancelled": "was cancelled",
+               "node_fail": "lost its node", "out_of_memory": "ran out of memory"}
+
+
+def _job_ended(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    """Slurm ended the run's job before the run finished: said as Slurm said it, not as a crash."""
+    if s.state not in JOB_END_STATES:
+        return
+    job = s.labels.get("job_id")
+    what = f"job {job} ({s.labels.get('job_name', s.run)})" if job else s.run
+    ckpt = (f" The last checkpoint was at {s.last_checkpoint_iter:,}." if s.last_checkpoint_iter is not None
+            else " No checkpoint was saved.")
+    yield _Finding("job-ended", f"job-ended:{s.state}", f"{s.run}: {JOB_ENDINGS[s.state]}{_at_iter(s)}",
+                   f"Slurm ended {what}: {s.state}.{_progress(s)}{ckpt}", "failure")
+
+
 RULES: tuple[Rule, ...] = (_crashed, _finished, _stalled, _nan, _diverging, _slowdown, _finishing, _finish_moved,
-                           _milestones)
+                           _milestones, _time_limit, _job_ended)
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -259,7 +312,7 @@ def _slow(s: Snapshot, m: RunMemory, cfg: AlertConfig) -> float | None:
     hovering at the threshold must not make a new episode of every crossing.
     """
     slowdown = s.forecast.slowdown  # current seconds per iteration ÷ the earlier level
-    if s.state in ("finished", "crashed") or not slowdown or slowdown <= 0:
+    if s.state in ENDED_STATES or not slowdown or slowdown <= 0:
         return None
     ratio = 1 / slowdown
     limit = (1 + cfg.slowdown_ratio) / 2 if "slowdown" in m.active else cfg.slowdown_ratio

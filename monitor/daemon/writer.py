@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from monitor.alerts.rules import time_limit_text
 from monitor.daemon.load import new_ingest
 from monitor.daemon.preview import preview
 from monitor.follow.read import looks_binary
@@ -22,12 +23,14 @@ from monitor.follow.tail import FileTail, TailRead
 from monitor.follow.wake import Waker, make_waker
 from monitor.model.build import build_snapshot
 from monitor.model.ingest import Ingest
+from monitor.model.job import run_state
 from monitor.model.plan import PlanTarget, check
 from monitor.model.state import RunState
-from monitor.snapshot import Note, RunTelemetry, Snapshot
+from monitor.snapshot import ENDED_STATES, Note, RunTelemetry, Snapshot
 from parsers.base import feed
 from parsers.detect import PARSERS, make_parser
 from parsers.events import ConfigValue, ErrorEvent, Iteration, RunStart
+from parsers.slurm import SlurmJob
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,16 @@ class RunSpec:
     power_watts: float | None = None
     price_per_kwh: float | None = None
     plan: PlanTarget | None = None  # a plan made for the run: its snapshots carry the check against it
+    job: SlurmJob | None = None  # the Slurm job writing this log (--slurm), as Slurm last described it
+
+    @property
+    def slurm_state(self) -> str | None:
+        return self.job.state if self.job is not None else None
+
+    @property
+    def job_end_at(self) -> float | None:
+        """When the job's time limit ends it (None without a job or a limit)."""
+        return self.job.end_time if self.job is not None and self.job.time_limit_s is not None else None
 
 
 Listener = Callable[[tuple[Snapshot, ...]], None]
@@ -109,6 +122,8 @@ class Follower:
         self._reset_seen = False  # truncated or replaced: the next lines tell a new run from copytruncate
         self.binary = False  # the file is binary data, not a log
         self._last_read_at: float | None = None
+        self._noted_verdict: str | None = None  # the last time-limit verdict a note told
+        self._requeued = False  # Slurm requeued the job: the next reset of the file continues this run
 
     def step(self, now: float) -> bool:
         """Read what is new; True when anything changed."""
@@ -123,9 +138,10 @@ class Follower:
             self._reset_seen = self.ingest is not None
         if self._reset_seen and read.lines:
             self._reset_seen = False
-            if self.ingest is not None and starts_new_run(self.ingest, read.lines):
+            if self.ingest is not None and starts_new_run(self.ingest, read.lines) and not self._requeued:
                 self._restart()
                 changed = True
+            self._requeued = False
         if not read.lines and not read.pending and read.mtime is not None and now - read.mtime > PARTIAL_FLUSH_S:
             last_line = self.tail.flush_partial()  # a log that ends without a newline (wandb copies, kills)
             if last_line is not None:
@@ -170,10 +186,17 @@ class Follower:
             state.last_wall = now  # the block was flushed when full: its last line was written just now
 
     def retarget(self, spec: RunSpec) -> None:
-        """New settings for the same log (a reloaded config): the state stays, the user's values change."""
+        """New settings for the same log (a reloaded config, Slurm's new word on the job): the state stays,
+        the user's values change. A job Slurm requeued runs its script again into the same file: that is a
+        resume of this run, not a new one, even when the file starts over."""
+        old = self.spec.job
         self.spec = spec
         if self.ingest is not None:
             self.ingest.state.user = dict(spec.user)
+            if old is not None and spec.job is not None and spec.job.restarts > old.restarts:
+                self._requeued = True
+                self.ingest.state.notes.append(Note(None, None, "warning", f"Slurm requeued job {spec.job.job_id} "
+                                                    f"(restart {spec.job.restarts}): its run resumes"))
         self.dirty = True
 
     def _restart(self) -> None:
@@ -202,7 +225,14 @@ class Follower:
                               price_per_kwh=spec.price_per_kwh, power_watts=spec.power_watts, labels=spec.labels,
                               energy=telemetry.energy, gpus=telemetry.gpus, gpu_peak_flops=telemetry.gpu_peak_flops,
                               gpu_memory_peak_bytes=telemetry.gpu_memory_peak_bytes,
-                              gpu_selection=telemetry.gpu_selection)
+                              gpu_selection=telemetry.gpu_selection, slurm_state=spec.slurm_state,
+                              job_end_at=spec.job_end_at)
+        verdict = snap.time_limit.verdict if snap.time_limit is not None else None
+        if verdict is not None and verdict != self._noted_verdict and state_now is not None and shown is self.ingest:
+            self._noted_verdict = verdict  # told once per verdict, in the run's notes as in a notification
+            note = Note(now, snap.iter, "warning", time_limit_text(snap))
+            state_now.notes.append(note)
+            snap = replace(snap, notes=(*snap.notes, note))
         return snap if spec.plan is None else replace(snap, plan=check(snap, spec.plan))
 
     def close(self) -> None:
@@ -293,7 +323,7 @@ class Monitor:
         if self.keep_finished_s is None or f.ingest is None:
             return False
         state = f.ingest.state
-        if state.status not in ("finished", "crashed") or state.last_wall is None:
+        if run_state(state.status, f.spec.slurm_state) not in ENDED_STATES or state.last_wall is None:
             return False
         if now - state.last_wall < self.keep_finished_s:
             return False
@@ -356,7 +386,7 @@ class Monitor:
         snaps = []
         for f in self.followers:
             prev = old.get(f.spec.log)
-            settled = prev is not None and prev.state in ("finished", "crashed") \
+            settled = prev is not None and prev.state in ENDED_STATES \
                 and now - prev.taken_at < SETTLED_REFRESH_S
             if prev is None or prev.run != f.spec.name or f.dirty or (refresh_all and not settled):
                 try:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from monitor.model import compute
+from monitor.model import compute, job
 from monitor.model.forecast import forecast, max_iters_known
 from monitor.model.state import RunState
-from monitor.snapshot import Energy, GpuSample, Snapshot
+from monitor.snapshot import Energy, Forecast, GpuSample, Snapshot
 
 SHOWN_SETTINGS = ("max_iters", "log_interval", "eval_interval", "eval_iters", "batch_size", "block_size",
                   "gradient_accumulation_steps", "n_layer", "n_head", "n_embd", "dataset", "tokens_per_iter",
@@ -16,9 +16,11 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
           energy: Energy | None = None, gpus: tuple[GpuSample, ...] = (), gpu_peak_flops: float | None = None,
           gpu_memory_peak_bytes: int | None = None, gpu_selection: str | None = None,
           price_per_kwh: float | None = None, power_watts: float | None = None,
-          labels: dict[str, str] | None = None, history: bool = True) -> Snapshot:
+          labels: dict[str, str] | None = None, history: bool = True, slurm_state: str | None = None,
+          job_end_at: float | None = None) -> Snapshot:
     """Pure: the snapshot of `state` at `now` (energy and GPU readings come from the caller; without a
-    measured `energy`, `power_watts` × the run's time is the estimate)."""
+    measured `energy`, `power_watts` × the run's time is the estimate). `slurm_state` and `job_end_at`:
+    what Slurm says of the run's job (its state word, when its time limit ends it), under --slurm."""
     fc = forecast(state, now)
     last = state.last
     max_iters = max_iters_known(state)
@@ -57,6 +59,9 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
             status = "stalled"
         elif state.evaluating:
             status = "evaluating"
+    if job.run_state(status, slurm_state) != status:
+        status = job.run_state(status, slurm_state)
+        fc = Forecast(reason=f"the job ended ({status})")  # Slurm ended it: no finish to forecast
     return Snapshot(
         run=run, log=log, format=state.format, taken_at=now, state=status,
         iter=iter_, max_iters=max_iters, max_iters_source=ms.source if ms and max_iters is not None else None,
@@ -82,6 +87,9 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
         gpus=gpus, gpu_memory_peak_bytes=gpu_memory_peak_bytes, gpu_selection=gpu_selection,
         first_nonfinite=state.first_nonfinite,
         labels=dict(labels or {}),
+        last_checkpoint_iter=state.last_checkpoint_iter,
+        job_end_at=job_end_at,
+        time_limit=job.time_limit(fc, state=status, iter_=iter_, max_iters=max_iters, job_end_at=job_end_at, now=now),
     )
 
 

@@ -16,6 +16,10 @@ from monitor.model.history import Thinned
 from monitor.snapshot import EvalPoint, IterPoint, Note, Setting
 from parsers.events import Checkpoint, ConfigValue, ErrorEvent, Eval, Event, Iteration, Notice, RunStart
 
+ENDED_BY = {"SlurmTimeLimit": "timeout", "SlurmPreempted": "preempted", "SlurmCancelled": "cancelled",
+            "SlurmNodeFail": "node_fail", "SlurmOutOfMemory": "out_of_memory"}
+"""Errors that are Slurm ending the job (parsers.base reads them from its output), as the run's state."""
+
 OUTLIER_FACTOR = 3.0
 """An iteration this many times slower than the recent typical one carried an eval, a save or warm-up."""
 
@@ -57,6 +61,7 @@ class RunState:
     best_val: float | None = None
     last_eval: EvalPoint | None = None
     checkpoints: int = 0
+    last_checkpoint_iter: int | None = None  # the iteration the last checkpoint holds
     error: ErrorEvent | None = None  # the first error after the last progress: the root cause
     evaluating: bool = False  # an eval line came and its iteration line has not yet
     iteration_lines: int = 0
@@ -90,13 +95,19 @@ class RunState:
     @property
     def status(self) -> str:
         if self.error is not None:
-            return "crashed"
+            return ENDED_BY.get(self.error.type, "crashed")
         if self.last is None:
             return "starting"
         mi = self.max_iters
         if mi is not None and self.last.iter >= mi:
             return "finished"
         return "running"
+
+    def _checkpointed_iter(self) -> int | None:
+        """nanoGPT saves right after an eval, before that iteration's line: the eval's iteration then."""
+        if self.last_eval is not None and (self.last is None or self.last_eval.iter >= self.last.iter):
+            return self.last_eval.iter
+        return self.last.iter if self.last is not None else None
 
     def typical_dt(self) -> float | None:
         return statistics.median(self.recent_dt) if self.recent_dt else None
@@ -115,6 +126,7 @@ class RunState:
             self.logged[event.key] = event.value
         elif isinstance(event, Checkpoint):
             self.checkpoints += 1
+            self.last_checkpoint_iter = self._checkpointed_iter()
             self._note(at, "info", f"checkpoint saved to {event.path}")
         elif isinstance(event, RunStart):
             self._run_start(event, at)
