@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor.errors import TrainwatchError
-from monitor.snapshot import Snapshot
+from monitor.snapshot import JOB_END_STATES, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ OpenTelemetry's Prometheus exporter (9464), mtail (3903), kubelet/kube-proxy (10
 (10050/10051), TensorBoard (6006), Jupyter (8888), torch.distributed (29400/29500), and below Linux's
 ephemeral range (32768–60999), so an outgoing connection never holds it."""
 
-RUN_STATES = ("starting", "running", "evaluating", "finished", "crashed", "stalled")
+RUN_STATES = ("starting", "running", "evaluating", "finished", "crashed", "stalled", *JOB_END_STATES)
 
 T = TypeVar("T")
 
@@ -93,6 +93,8 @@ RUN_SERIES: tuple[Family[Snapshot], ...] = (
     Family("trainwatch_epochs", "gauge", "Passes over the training set so far.", lambda s: s.epochs),
     Family("trainwatch_expected_finish_timestamp_seconds", "gauge",
            "When the run is expected to finish (median forecast), unix seconds.", lambda s: s.forecast.finish_at),
+    Family("trainwatch_job_end_timestamp_seconds", "gauge",
+           "When the run's Slurm job ends by its time limit (--slurm), unix seconds.", lambda s: s.job_end_at),
     Family("trainwatch_last_progress_timestamp_seconds", "gauge",
            "When the last iteration line was written, unix seconds.", lambda s: s.last_progress_at),
     Family("trainwatch_elapsed_seconds", "gauge", "Training time so far.", lambda s: s.elapsed_s),

@@ -140,6 +140,20 @@ def test_crashed_corpus_log_exports_the_error_type() -> None:
     assert reg.get_sample_value("trainwatch_eta_seconds", {"run": "xxl", "percentile": "50"}) is None
 
 
+def test_a_slurm_job_exports_its_end_and_its_labels_and_slurms_end_state() -> None:
+    labels = {"job_id": "12345", "job_name": "gpt2-124m", "user": "alice", "partition": "gpu", "nodes": "g[01-04]"}
+    reg = registry_for(full_snapshot("12345 gpt2-124m", labels=labels, job_end_at=T0 + 3600.0),
+                       full_snapshot("12346 gpt2-350m", state="timeout", labels={**labels, "job_id": "12346"}))
+    ours = {**labels, "run": "12345 gpt2-124m"}
+    assert reg.get_sample_value("trainwatch_job_end_timestamp_seconds", ours) == T0 + 3600.0
+    assert reg.get_sample_value("trainwatch_run_info", {**ours, "log": "/data/runs/12345 gpt2-124m/out.log",
+                                                        "format": "nanogpt"}) == 1
+    ended = {**labels, "job_id": "12346", "run": "12346 gpt2-350m"}
+    assert reg.get_sample_value("trainwatch_run_state", {**ended, "state": "timeout"}) == 1
+    assert reg.get_sample_value("trainwatch_run_state", {**ended, "state": "crashed"}) == 0
+    assert reg.get_sample_value("trainwatch_job_end_timestamp_seconds", ended) is None
+
+
 def test_several_runs_with_their_own_labels() -> None:
     a = full_snapshot("a", labels={"team": "pretrain"})
     b = full_snapshot("b", iter=10, labels={})
@@ -203,7 +217,7 @@ def test_machine_gpus_callable_wins_and_unsupported_fields_are_absent() -> None:
 
 
 def golden_text() -> str:
-    snaps = (full_snapshot("shakespeare-char", labels={"team": "pretrain"}),
+    snaps = (full_snapshot("shakespeare-char", labels={"team": "pretrain"}, job_end_at=T0 + 7200.0),
              full_snapshot("gpt2-124m", state="crashed", error_type="torch.OutOfMemoryError", train_loss=math.nan,
                            forecast=replace(full_snapshot().forecast, eta_s=None, eta_p10_s=None, eta_p90_s=None,
                                             finish_at=None),
@@ -357,12 +371,13 @@ def test_default_port_is_free_of_well_known_exporters() -> None:
 @needs_promtool
 def test_promtool_check_rules() -> None:
     r = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True)
-    assert r.returncode == 0 and "SUCCESS: 8 rules found" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "SUCCESS: 10 rules found" in r.stdout, r.stdout + r.stderr
 
 
 @needs_promtool
 def test_promtool_rule_unit_tests() -> None:
-    """Stalled, loss NaN/inf, finishing soon, finished, crashed, throughput, exporter down, monitor stuck."""
+    """Stalled, loss NaN/inf, finishing soon, finished, crashed, throughput, exporter down, monitor stuck,
+    the Slurm time limit ahead and a job Slurm ended."""
     r = subprocess.run(["promtool", "test", "rules", "trainwatch-rules.test.yml"], cwd=ALERTS,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -370,11 +385,13 @@ def test_promtool_rule_unit_tests() -> None:
 
 @needs_promtool
 @pytest.mark.parametrize(("old", "new"), [
-    ('trainwatch_run_state{state=~"finished|crashed|stalled"}', 'trainwatch_run_state{state=~"finished|crashed"}'),
+    ('trainwatch_run_state{state=~"finished|crashed|stalled|', 'trainwatch_run_state{state=~"finished|crashed|'),
+    ("trainwatch_expected_finish_timestamp_seconds - trainwatch_job_end_timestamp_seconds > 0",
+     "trainwatch_expected_finish_timestamp_seconds - trainwatch_job_end_timestamp_seconds > -3600"),
     ("clamp_min(10 * trainwatch_expected_line_interval_seconds, 5 * 60)",
      "clamp_min(10 * trainwatch_expected_line_interval_seconds, 2 * 60)"),
     ("trainwatch_train_loss != trainwatch_train_loss or ", ""),
-], ids=["finishing-soon-ignores-stall", "stall-threshold", "nan"])
+], ids=["finishing-soon-ignores-stall", "time-limit", "stall-threshold", "nan"])
 def test_rule_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
     text = RULES.read_text()
     assert old in text

@@ -9,7 +9,7 @@ from textual.app import RenderResult
 from textual.widget import Widget
 
 from exporters.tui.context import ViewContext
-from monitor.snapshot import Snapshot
+from monitor.snapshot import ENDED_STATES, Snapshot
 from monitor.units import duration
 
 STATE_STYLE = {
@@ -19,6 +19,11 @@ STATE_STYLE = {
     "finished": "bold white on dodger_blue2",
     "crashed": "bold white on red3",
     "stalled": "bold black on orange1",
+    "timeout": "bold white on dark_orange3",  # Slurm ended the job: not a crash of the training
+    "preempted": "bold white on purple4",
+    "cancelled": "bold white on grey50",
+    "node_fail": "bold white on red3",
+    "out_of_memory": "bold white on red3",
 }
 
 
@@ -52,7 +57,7 @@ def header_text(s: Snapshot, ctx: ViewContext) -> Text:
     t.append("  ")
     t.append(gpu_label(s.gpus, ctx.no_gpu), "dim" if not s.gpus else "")
     silence = ctx.now - s.last_progress_at if s.last_progress_at is not None else None
-    if silence is not None and silence >= QUIET_S and s.state not in ("finished", "crashed"):
+    if silence is not None and silence >= QUIET_S and s.state not in ENDED_STATES:
         # Only once it says something: a ticking "2s ago" would redraw the header every second for nothing.
         t.append(f"  · last progress {duration(silence)} ago", "bold orange1" if s.state == "stalled" else "dim")
     if s.problem:

@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 from exporters.tui.context import ViewContext
 from exporters.tui.header import state_badge
 from exporters.tui.progress import counter
-from monitor.snapshot import Snapshot
+from monitor.snapshot import ENDED_STATES, Snapshot
 from monitor.units import clock, duration
 
 COLUMNS = ("#", "run", "state", "progress", "ETA", "finishes", "loss train / val")
@@ -25,10 +25,20 @@ def _loss(v: float | None) -> Text:
 
 def overview_row(i: int, s: Snapshot, ctx: ViewContext) -> tuple[Text, ...]:
     fc = s.forecast
-    live = s.state not in ("finished", "crashed")
-    return (Text(str(i)), Text(s.run, "bold"), state_badge(s.state), Text(counter(s)),
-            Text(duration(fc.eta_s) if live else "—"), Text(clock(fc.finish_at, ctx.now) if live else "—"),
+    live = s.state not in ENDED_STATES
+    finishes = Text(clock(fc.finish_at, ctx.now) if live else "—")
+    if s.time_limit is not None:
+        finishes.append(f" {s.time_limit.verdict} hit the time limit", "bold red" if s.time_limit.verdict == "will"
+                        else "yellow")
+    return (Text(str(i)), Text(s.run, "bold") + _job(s), state_badge(s.state), Text(counter(s)),
+            Text(duration(fc.eta_s) if live else "—"), finishes,
             _loss(s.train_loss) + Text(" / ", "dim") + _loss(s.val_loss))
+
+
+def _job(s: Snapshot) -> Text:
+    """A Slurm job's user, partition and nodes after its run's name (`12345 gpt2-124m`), when it has them."""
+    where = [s.labels[k] for k in ("user", "partition", "nodes") if s.labels.get(k) and "job_id" in s.labels]
+    return Text("  " + " · ".join(where), "dim") if where else Text("")
 
 
 class Overview(DataTable[Text]):

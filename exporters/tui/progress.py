@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from exporters.tui.context import ViewContext
-from monitor.snapshot import Snapshot
+from monitor.snapshot import JOB_END_STATES, Snapshot
 from monitor.units import clock, duration
 
 
@@ -50,6 +50,11 @@ def eta_line(s: Snapshot, ctx: ViewContext) -> Text:
             t.append(" — ")
             t.append(f"{s.error_type}: {s.error_message}" if s.error_message else s.error_type, "red")
         return t
+    if s.state in JOB_END_STATES:
+        t.append(f"{s.state} — Slurm ended the job", "bold dark_orange3")
+        if s.last_checkpoint_iter is not None:
+            t.append(f" · last checkpoint at {s.last_checkpoint_iter:,}")
+        return t
     if s.state == "finished":
         t.append("finished", "bold dodger_blue2")
         if s.last_progress_at is not None:
@@ -66,6 +71,12 @@ def eta_line(s: Snapshot, ctx: ViewContext) -> Text:
         t.append(duration(fc.eta_s), "bold")
         t.append(f" ({duration(fc.eta_p10_s)} – {duration(fc.eta_p90_s)})")
         t.append(f" · finishes ~{clock(fc.finish_at, ctx.now)}", "bold")
+    if s.job_end_at is not None:
+        tl = s.time_limit
+        t.append(f" · job ends {clock(s.job_end_at, ctx.now)}", "dim" if tl is None else
+                 "bold red" if tl.verdict == "will" else "yellow")
+        if tl is not None:
+            t.append(f": {tl.verdict} hit the time limit", "bold red" if tl.verdict == "will" else "yellow")
     if fc.iter_s is not None:
         t.append(f" · {iter_time(fc.iter_s)}/iter", "dim")
     if fc.eval_overhead_s:

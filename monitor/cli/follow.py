@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from monitor.cli.options import follow_sources, option, read_basic_auth
+from monitor.cli.options import follow_sources, option, read_basic_auth, slurm_wanted, slurm_watch
 from monitor.daemon.config import Config, load_config
+from monitor.daemon.slurm import SlurmWatch
 from monitor.daemon.telemetry import Telemetry
 from monitor.daemon.writer import Monitor, RunSpec
 from monitor.errors import TrainwatchError
@@ -69,24 +70,30 @@ def start_metrics(args: argparse.Namespace, listen: str, monitor: Monitor, telem
     return WebServer(server, hub)
 
 
-def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemetry]:
-    """The writer loop for the logs of `args` and `cfg`, with GPU telemetry unless --no-gpu."""
+def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemetry, SlurmWatch | None]:
+    """The writer loop for the logs of `args` and `cfg` (and their Slurm jobs, asked in the background),
+    with GPU telemetry unless --no-gpu."""
     from monitor.hardware.gpu import BackgroundSampler, make_sampler
 
     sampler = None if args.no_gpu else BackgroundSampler(make_sampler(), args.gpu_interval)
     gpus = option(args, cfg, "gpu", None)
     telemetry = Telemetry(sampler, fallback_gpus=gpus if isinstance(gpus, list) else None,
                           peak_override=option(args, cfg, "peak_flops", None))
-    monitor = Monitor(sources=follow_sources(args, cfg),
+    slurm = slurm_watch(args, cfg)
+    monitor = Monitor(sources=follow_sources(args, cfg, slurm),
                       poll_interval=option(args, cfg, "poll_interval", DEFAULT_POLL_INTERVAL),
                       force_poll=option(args, cfg, "poll", False),
                       keep_finished_s=option(args, cfg, "keep_finished", None),
                       max_runs=option(args, cfg, "max_runs", 100),
                       min_publish_s=option(args, cfg, "publish_interval", PUBLISH_S))
     monitor.extras = telemetry
+    if slurm is not None:
+        slurm.on_change = monitor.reload  # new jobs and Slurm's new word reach the writer at its next pass
+        slurm.start()
+        log.info("following the Slurm jobs of %s, asking Slurm every %gs", slurm.describe(), slurm.interval_s)
     log.info("following %d log(s) with %s; GPUs: %s", len(monitor.followers), monitor.waker.mode,
              telemetry.status())
-    return monitor, telemetry
+    return monitor, telemetry, slurm
 
 
 def start_alerts(args: argparse.Namespace, cfg: Config, monitor: Monitor, *,
@@ -111,7 +118,7 @@ def start_alerts(args: argparse.Namespace, cfg: Config, monitor: Monitor, *,
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    monitor, telemetry = new_monitor(args, cfg)
+    monitor, telemetry, slurm = new_monitor(args, cfg)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -119,7 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def reload(*_: object) -> None:
         """SIGHUP: re-read the config; runs it adds or drops change, the others keep their state."""
         try:
-            monitor.reload(follow_sources(args, load_config(args.config)))
+            monitor.reload(follow_sources(args, load_config(args.config), slurm))
             log.info("config reloaded")
         except TrainwatchError as e:
             log.error("config not reloaded, keeping the old one: %s", e)
@@ -134,6 +141,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         while not stop.wait(SIGNAL_CHECK_S):
             pass
     finally:
+        if slurm is not None:
+            slurm.stop()
         monitor.stop()
         notifier.close()
         telemetry.close()
@@ -186,7 +195,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     args.logs = [x for x in args.logs if not is_url(x)]
     auth = read_basic_auth(args.basic_auth_file) if args.basic_auth_file else None
     remotes = [RemoteRuns(url, auth=auth, cafile=args.tls_ca) for url in urls]
-    monitor, telemetry = new_monitor(args, cfg) if args.logs or cfg.runs or not urls else (None, None)
+    local = args.logs or cfg.runs or not urls or slurm_wanted(args, cfg)
+    monitor, telemetry, slurm = new_monitor(args, cfg) if local else (None, None, None)
     if args.metrics and monitor is None:
         raise TrainwatchError("--metrics serves the local logs: name one beside the URLs")
     server = start_metrics(args, args.metrics, monitor, telemetry) if monitor and telemetry and args.metrics else None
@@ -210,6 +220,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         for remote in remotes:
             remote.close()
+        if slurm is not None:
+            slurm.stop()
         if monitor is not None:
             monitor.stop()
         for notifier in notifiers:

@@ -9,6 +9,7 @@ from typing import Any
 
 from monitor.daemon import config
 from monitor.daemon.config import Config, RunConfig
+from monitor.daemon.slurm import DEFAULT_INTERVAL_S, SlurmQuery, SlurmWatch
 from monitor.daemon.writer import Sources
 from monitor.errors import TrainwatchError
 from monitor.follow.read import train_bin_tokens
@@ -53,6 +54,15 @@ def add_follow_options(p: argparse.ArgumentParser) -> None:
                    help="how often GPUs are sampled (default 1s)")
     g.add_argument("--peak-flops", type=float,
                    help="the GPU's dense bf16 peak FLOP/s, for MFU (default: from its name)")
+    sl = p.add_argument_group("Slurm (or [slurm] in the config file)")
+    sl.add_argument("--slurm", action="store_true", default=None,
+                    help="also follow your Slurm jobs' output, each job a run, with its time limit")
+    sl.add_argument("--slurm-all", action="store_true", default=None,
+                    help="every user's jobs, not only yours (an admin's view: see the README's security notes)")
+    sl.add_argument("--slurm-partition", metavar="PARTITION", help="only jobs in this partition")
+    sl.add_argument("--slurm-name", metavar="GLOB", help="only jobs whose name matches, e.g. 'gpt2-*'")
+    sl.add_argument("--slurm-interval", type=parse_duration, metavar="DURATION",
+                    help=f"how often Slurm is asked, one squeue for all jobs (default {DEFAULT_INTERVAL_S:g}s)")
     n = p.add_argument_group("notifications")
     n.add_argument("--notify", action="append", metavar="URL",
                    help="apprise URL (ntfy://topic, slack://…, json://host:port/path…); repeatable")
@@ -143,16 +153,35 @@ def run_name(args: argparse.Namespace, log: str) -> str:
     return getattr(args, "run_name", None) or os.path.splitext(os.path.basename(log))[0]
 
 
-def follow_sources(args: argparse.Namespace, cfg: Config) -> Sources:
-    """The runs to follow: the config's and the command line's, flags overriding both."""
-    if not args.logs and not cfg.runs:
-        raise TrainwatchError("no log to follow: name one (trainwatch LOG) or add [[run]] to the config file")
+def follow_sources(args: argparse.Namespace, cfg: Config, slurm: SlurmWatch | None = None) -> Sources:
+    """The runs to follow: the config's, the command line's and the Slurm jobs', flags overriding all."""
+    if not args.logs and not cfg.runs and slurm is None:
+        raise TrainwatchError("no log to follow: name one (trainwatch LOG), add [[run]] to the config file, "
+                              "or follow your Slurm jobs (--slurm)")
     if args.run_name and len(args.logs) == 1 and not cfg.runs:
         cfg = replace(cfg, runs=(RunConfig(log=args.logs[0], name=args.run_name),))
         args = argparse.Namespace(**{**vars(args), "logs": []})
     flags = {"settings": user_settings(args), "format": args.format, "power_watts": args.power_watts,
              "price_per_kwh": args.price_per_kwh, "plan": plan_target(args)}
-    return config.sources(cfg, list(args.logs), flags)
+    return config.sources(cfg, list(args.logs), flags, jobs=slurm.specs if slurm is not None else None)
+
+
+def slurm_wanted(args: argparse.Namespace, cfg: Config) -> bool:
+    """--slurm, a narrowing --slurm-… flag, or a `[slurm]` table that is not `enabled = false`."""
+    table = cfg.slurm is not None and cfg.slurm.get("enabled", True)
+    return bool(table or args.slurm or args.slurm_all or args.slurm_partition or args.slurm_name)
+
+
+def slurm_watch(args: argparse.Namespace, cfg: Config) -> SlurmWatch | None:
+    """The Slurm jobs to follow, when --slurm (or a narrowing --slurm-… flag, or `[slurm]`) asks for them."""
+    if not slurm_wanted(args, cfg):
+        return None
+    table = cfg.slurm if cfg.slurm is not None and cfg.slurm.get("enabled", True) else {}
+    query = SlurmQuery(all_users=bool(args.slurm_all or table.get("all_users", False)),
+                       partition=args.slurm_partition or table.get("partition"),
+                       name=args.slurm_name or table.get("name"))
+    return SlurmWatch(query, interval_s=args.slurm_interval or table.get("interval", DEFAULT_INTERVAL_S),
+                      keep_s=option(args, cfg, "keep_finished", None))
 
 
 def option(args: argparse.Namespace, cfg: Config, name: str, default: object) -> Any:

@@ -32,6 +32,10 @@ GLOBAL_KEYS: dict[str, type | tuple[type, ...]] = {
     "publish_interval": (str, int, float),
     "logs": list, "notify": list, "notify_milestones": list,  # notifications go to the same places for every run
 }
+SLURM_KEYS: dict[str, type | tuple[type, ...]] = {
+    "enabled": bool, "all_users": bool, "partition": str, "name": str, "interval": (str, int, float),
+}
+"""`[slurm]`: its presence follows the Slurm jobs (`enabled = false` keeps the table but turns it off)."""
 SETTINGS = ("max_iters", "tokens_per_iter", "eval_interval", "dataset_tokens")
 
 
@@ -53,6 +57,7 @@ class Config:
     runs: tuple[RunConfig, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # global keys: listen, poll_interval, …
     path: str | None = None
+    slurm: dict[str, Any] | None = None  # the `[slurm]` table (interval in seconds), None without one
 
 
 def default_path() -> str:
@@ -84,6 +89,12 @@ def parse(doc: dict[str, Any], text: str, where: str) -> Config:
     runs_raw = doc.pop("run", [])
     if not isinstance(runs_raw, list):
         raise TrainwatchError(f"{where}:{_line(text, 'run')}: `run` must be [[run]] tables")
+    slurm_raw = doc.pop("slurm", None)
+    if slurm_raw is not None and not isinstance(slurm_raw, dict):
+        raise TrainwatchError(f"{where}:{_line(text, 'slurm')}: `slurm` must be a [slurm] table")
+    slurm = None if slurm_raw is None else _check(slurm_raw, SLURM_KEYS, text, where, "slurm.")
+    if slurm is not None and isinstance(slurm.get("interval"), str):
+        slurm["interval"] = _duration(slurm["interval"], "interval", text, where)
     options = _check(doc, GLOBAL_KEYS, text, where, "")
     for key in ("poll_interval", "notify_before", "keep_finished", "publish_interval"):
         if key in options and isinstance(options[key], str):
@@ -91,7 +102,7 @@ def parse(doc: dict[str, Any], text: str, where: str) -> Config:
     defaults = {k: v for k, v in options.items() if k in RUN_KEYS}
     runs = [_run({**defaults, **_check(r, RUN_KEYS, text, where, "run.")}, text, where) for r in runs_raw]
     runs += [_run({**defaults, "log": log}, text, where) for log in options.get("logs", [])]
-    return Config(runs=tuple(runs), options=options, path=where)
+    return Config(runs=tuple(runs), options=options, path=where, slurm=slurm)
 
 
 def _run(values: dict[str, Any], text: str, where: str) -> RunConfig:
@@ -153,13 +164,23 @@ def expand(pattern: str) -> list[str]:
     return [pattern]
 
 
-def sources(cfg: Config, logs: list[str], flags: dict[str, Any]) -> Callable[[], list[RunSpec]]:
+def sources(cfg: Config, logs: list[str], flags: dict[str, Any],
+            jobs: Callable[[RunSpec], list[RunSpec]] | None = None) -> Callable[[], list[RunSpec]]:
     """What to follow, re-evaluated on each call (globs find new logs): the config's runs, then the logs
-    named on the command line (with the config's defaults); `flags` (settings, format, power_watts,
-    price_per_kwh; None = not given) override both."""
+    named on the command line (with the config's defaults), then the outputs of Slurm `jobs` (given the
+    settings every job shares); `flags` (settings, format, power_watts, price_per_kwh; None = not given)
+    override all of them."""
     defaults = {k: v for k, v in cfg.options.items() if k in RUN_KEYS}
     entries = [*cfg.runs, *(_run({**defaults, "log": os.path.expanduser(p)}, "", "") for p in logs)]
     settings = {k: v for k, v in flags.get("settings", {}).items() if v is not None}
+
+    def spec(rc: RunConfig, path: str, name: str) -> RunSpec:
+        return RunSpec(log=path, name=name, format=flags.get("format") or rc.format,
+                       user={**rc.settings, **settings}, labels=dict(rc.labels),
+                       power_watts=_first(flags.get("power_watts"), rc.power_watts),
+                       price_per_kwh=_first(flags.get("price_per_kwh"), rc.price_per_kwh), plan=flags.get("plan"))
+
+    job_base = spec(_run({**defaults, "log": ""}, "", ""), "", "")
 
     def resolve() -> list[RunSpec]:
         specs: dict[str, RunSpec] = {}
@@ -170,11 +191,8 @@ def sources(cfg: Config, logs: list[str], flags: dict[str, Any]) -> Callable[[],
                     continue
                 name = rc.name if rc.name and len(paths) == 1 and not glob.has_magic(rc.log) else \
                     default_name(path, rc.log)
-                specs[path] = RunSpec(
-                    log=path, name=name, format=flags.get("format") or rc.format,
-                    user={**rc.settings, **settings}, labels=dict(rc.labels),
-                    power_watts=_first(flags.get("power_watts"), rc.power_watts),
-                    price_per_kwh=_first(flags.get("price_per_kwh"), rc.price_per_kwh), plan=flags.get("plan"))
+                specs[path] = spec(rc, path, name)
+        specs.update((s.log, s) for s in (jobs(job_base) if jobs is not None else ()))  # a job's own word wins
         return _unique_names(list(specs.values()))
 
     return resolve

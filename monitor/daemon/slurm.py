@@ -105,6 +105,12 @@ class SlurmWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def describe(self) -> str:
+        """Whose jobs, in words, for the log: `alice`, `every user in partition gpu named gpt2-*`."""
+        q = self.query
+        return ("every user" if q.all_users else q.user) + (f" in partition {q.partition}" if q.partition else "") \
+            + (f" named {q.name}" if q.name else "")
+
     # ---- readers (any thread) ---------------------------------------------------------------
     def jobs(self) -> tuple[SlurmJob, ...]:
         return self._snapshot

@@ -221,7 +221,7 @@ def forecast(state: RunState, now: float) -> Forecast:
     if last is None:
         return Forecast(reason="waiting for the first iteration")
     if state.error is not None:
-        return Forecast(reason=f"crashed ({state.error.type})")
+        return Forecast(reason=f"{state.status} ({state.error.type})")
     model = _model(state)
     if model is None:
         return Forecast(reason="warming up: too few steady iterations yet")
