@@ -217,7 +217,7 @@ def _finishing(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Itera
     """Fires on the first log line whose forecast is within the lead time (so within one log interval
     of it): the time left from the last line, not the countdown, which a hang would also run down."""
     fc, left = s.forecast, _left_on_run_clock(s)
-    if s.state not in LIVE or fc.finish_at is None or left is None or left > cfg.notify_before_s:
+    if s.state not in LIVE or fc.finish_at is None or left is None or left > cfg.notify_before_s or _cut(s):
         return
     yield _Finding("finishing", "finishing", f"{s.run}: finishing at {clock(fc.finish_at, now)}",
                    f"Expected to finish at {_when(s, now)}.{_progress(s)}", "info")
@@ -225,7 +225,8 @@ def _finishing(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Itera
 
 def _finish_moved(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
     fc, was, will = s.forecast, m.finish_announced, _finish_on_run_clock(s)
-    if s.state not in LIVE or was is None or will is None or fc.finish_at is None or "finishing" not in m.fired:
+    if (s.state not in LIVE or was is None or will is None or fc.finish_at is None or "finishing" not in m.fired
+            or _cut(s)):
         return
     moved = will - was
     if abs(moved) <= cfg.moved_threshold_s:
@@ -334,6 +335,11 @@ def _finish_on_run_clock(s: Snapshot) -> float | None:
     """Where the run's own clock (elapsed training time) will stand at the finish."""
     left = _left_on_run_clock(s)
     return s.elapsed_s + left if s.elapsed_s is not None and left is not None else None
+
+
+def _cut(s: Snapshot) -> bool:
+    """The job's time limit will end the run first: a finish time would be news that is not true."""
+    return s.time_limit is not None and s.time_limit.verdict == "will"
 
 
 def _at_iter(s: Snapshot) -> str:

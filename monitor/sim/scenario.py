@@ -42,6 +42,7 @@ class SimConfig:
     slowdown_factor: float = 1.4
     resume_at: float | None = None  # the process dies silently; a resumed one appends to the same log
     resume_delay_s: float = 45.0
+    compile: bool | None = None  # torch.compile; None: the preset's (on), whose warm-up delays the first line
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -62,7 +63,7 @@ class SimConfig:
 
     def overrides(self) -> tuple[tuple[str, object], ...]:
         pairs = (("max_iters", self.max_iters), ("eval_interval", self.eval_interval),
-                 ("log_interval", self.log_interval))
+                 ("log_interval", self.log_interval), ("compile", self.compile))
         return tuple((k, v) for k, v in pairs if v is not None)
 
 

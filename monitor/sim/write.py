@@ -187,6 +187,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-interval", type=int, help="iterations between evals")
     g.add_argument("--iter-ms", type=_positive, help="steady-state milliseconds per iteration")
     g.add_argument("--ddp", type=int, metavar="N", help="ranks: startup lines printed N times, some interleaved")
+    g.add_argument("--no-compile", dest="compile", action="store_false", default=None,
+                   help="compile = False: no torch.compile warm-up in the first iteration")
     f = p.add_argument_group("failures (AT is a fraction of max_iters)")
     f.add_argument("--crash-at", type=_fraction, metavar="AT", help="die with a CUDA out-of-memory traceback")
     f.add_argument("--nan-at", type=_fraction, metavar="AT", help="losses become nan")
@@ -214,7 +216,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             preset=args.preset, seed=args.seed, max_iters=args.max_iters, eval_interval=args.eval_interval,
             log_interval=args.log_interval, iter_ms=args.iter_ms, ddp=args.ddp, crash_at=args.crash_at,
             nan_at=args.nan_at, stall_at=args.stall_at, stall_s=args.stall_seconds, slowdown_at=args.slowdown_at,
-            slowdown_factor=args.slowdown_factor, resume_at=args.resume_at, resume_delay_s=args.resume_delay)
+            slowdown_factor=args.slowdown_factor, resume_at=args.resume_at, resume_delay_s=args.resume_delay,
+            compile=args.compile)
     except ValueError as e:
         raise TrainwatchError(str(e)) from None
 
