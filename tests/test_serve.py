@@ -123,4 +123,5 @@ def test_no_log_and_no_config_is_a_one_line_error(tmp_path: Path) -> None:
     proc, _ = serve(tmp_path)
     assert proc.wait(timeout=20) == 2
     assert err(tmp_path).strip().endswith(
-        "no log to follow: name one (trainwatch LOG) or add [[run]] to the config file")
+        "no log to follow: name one (trainwatch LOG), add [[run]] to the config file, or follow your Slurm jobs "
+        "(--slurm)")

@@ -28,7 +28,7 @@ from exporters.tui.run_view import RunView
 from exporters.tui.stats import StatsPanel
 from exporters.tui.terminal import logs_held
 from monitor.errors import TrainwatchError
-from monitor.snapshot import EvalPoint, IterPoint, Note, Snapshot
+from monitor.snapshot import EvalPoint, IterPoint, Note, Snapshot, TimeLimit
 
 SHAKESPEARE = "char-tmux-pane-capture-ansi-shell-session.log"
 OOM = "char-1gpu-xxl-cuda-oom-crash.log"
@@ -83,7 +83,8 @@ async def test_no_gpu_is_said_in_header_and_gpu_line(gpu_status: str | None, exp
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("state", ["starting", "running", "evaluating", "finished", "crashed", "stalled"])
+@pytest.mark.parametrize("state", ["starting", "running", "evaluating", "finished", "crashed", "stalled", "timeout",
+                                   "preempted", "cancelled", "node_fail", "out_of_memory"])
 async def test_each_state_has_its_own_colour(state: str) -> None:
     app = app_for(synthetic(state=state))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -405,6 +406,32 @@ async def test_several_runs_tabs_overview_and_keys(tmp_path: Path) -> None:
         await pilot.pause()
         assert tabs.active == "run-3"
         assert "gamma" in widget_text(app, app.query_one("#run-3").query_one(RunHeader))
+
+
+@pytest.mark.asyncio
+async def test_slurm_jobs_in_the_overview_and_their_run_views() -> None:
+    """A job's user, partition and nodes beside its run's name; the time limit ahead; Slurm's end of a job."""
+    job = {"job_id": "12345", "job_name": "gpt2-124m", "user": "alice", "partition": "gpu", "nodes": "g[01-04]"}
+    cut = TimeLimit("will", FIXED_NOW + 3600, 3600.0, 7 * 3600.0, 9800, 0.49)
+    late = dataclasses.replace(synthetic(run="12345 gpt2-124m"), labels=job, job_end_at=FIXED_NOW + 3600,
+                               time_limit=cut)
+    ended = dataclasses.replace(synthetic(run="12346 gpt2-350m", state="timeout"),
+                                labels={**job, "job_id": "12346"}, last_checkpoint_iter=8000)
+    app = app_for(late, ended)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await ready(pilot)
+        table = app.query_one(Overview)
+        first = [str(c) for c in table.get_row_at(0)]
+        assert first[1] == "12345 gpt2-124m  alice · gpu · g[01-04]" and "will hit the time limit" in first[5]
+        assert "timeout" in str(table.get_row_at(1)[2])
+        await pilot.press("1")
+        await pilot.pause()
+        progress = widget_text(app, app.query_one("#run-1").query_one(ProgressPanel))
+        assert "job ends 04:20: will hit the time limit" in progress
+        await pilot.press("2")
+        await pilot.pause()
+        progress = widget_text(app, app.query_one("#run-2").query_one(ProgressPanel))
+        assert "timeout — Slurm ended the job · last checkpoint at 8,000" in progress
 
 
 @pytest.mark.asyncio
