@@ -149,16 +149,21 @@ class SlurmCluster:
                                                            check=False).stdout.strip():
                 time.sleep(0.2)
         for _, proc in reversed(self.procs):
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            end(proc)
         self.procs.clear()
 
     def _running(self, name: str) -> bool:
         return any(n == name and p.poll() is None for n, p in self.procs)
+
+
+def end(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if that is not enough within 15 s; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _user() -> str:

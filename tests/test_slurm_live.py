@@ -22,7 +22,7 @@ import pytest
 from http_sink import Post, Sink
 from prom_fixtures import free_port, http_get, wait_for
 from prometheus_client.parser import text_string_to_metric_families
-from slurm_cluster import SlurmCluster
+from slurm_cluster import SlurmCluster, end
 
 pytestmark = pytest.mark.slow
 
@@ -85,12 +85,7 @@ def scene(slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
             jobs[key] = slurm.sbatch("--time=1", f"--job-name={name}", out, wrap=simulate(iters), cwd=ROOT)
         yield Scene(slurm, sink, port, serve_log, jobs)
     finally:
-        serve.terminate()
-        try:
-            serve.wait(15)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait()
+        end(serve)
         sink.close()
         for job in jobs.values():
             slurm.run("scancel", str(job), check=False)
