@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from prom_fixtures import T0, free_port, full_snapshot, write_nanogpt_log
+from prom_fixtures import T0, free_port, full_snapshot, http_get, wait_for, write_nanogpt_log
+from slurm_cluster import end
 
 from monitor.alerts.rules import AlertConfig, AlertMemory, evaluate, time_limit_text
 from monitor.cli import build_parser
@@ -315,3 +319,53 @@ def test_slurm_table_is_checked(text: str, error: str) -> None:
     with pytest.raises(TrainwatchError, match=error.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         config(text)
 
+
+
+def test_without_squeue_serve_says_so_once_and_follows_its_other_logs(tmp_path: Path) -> None:
+    """The real serve process, on a machine with no Slurm commands: one clear line, the log still followed."""
+    log = write_nanogpt_log(tmp_path / "out.log", last_iter=200, max_iters=500)
+    port = free_port()
+    env = {**os.environ, "PATH": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    errors = tmp_path / "serve.err"
+    with errors.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "serve", "--slurm", "--slurm-interval", "0.2s",
+                                 "--listen", f"127.0.0.1:{port}", "--no-gpu", str(log)], cwd=Path(__file__).parents[1],
+                                env=env, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: b'trainwatch_iteration{run="out"} 200.0' in _scrape(port), 30, "the log's run in /metrics")
+        wait_for(lambda: errors.read_text().count("asking Slurm every") == 1, 10, "the watch to start")
+        first = _taken_at(port)
+        wait_for(lambda: _taken_at(port) >= first + 1.0, 10, "a second more (five Slurm intervals)")
+        said = [ln for ln in errors.read_text().splitlines() if "squeue" in ln]
+        assert said == ["ERROR monitor.daemon.slurm: Slurm: squeue not found: --slurm needs the Slurm client commands "
+                        "on PATH (run trainwatch on a login node); the runs already found keep being followed"]
+    finally:
+        end(proc)
+
+
+def _scrape(port: int) -> bytes:
+    try:
+        return http_get(f"http://127.0.0.1:{port}/metrics")[2]
+    except OSError:
+        return b""
+
+
+def _taken_at(port: int) -> float:
+    """When serve last rebuilt the run's snapshot (it does so every second)."""
+    line = next(ln for ln in _scrape(port).decode().splitlines()
+                if ln.startswith('trainwatch_snapshot_timestamp_seconds{run="out"}'))
+    return float(line.split()[-1])
+
+
+def test_the_time_limit_note_is_written_once_into_the_runs_events(tmp_path: Path) -> None:
+    """A run that needs minutes more, in a job that ends in seconds: one note, however often it is published."""
+    log = write_nanogpt_log(tmp_path / "out.log", last_iter=200, max_iters=2000)
+    mtime = log.stat().st_mtime
+    soon = replace(job(0), end_time=mtime + 5, stdout=str(log))
+    f = Follower(RunSpec(str(log), "5 gpt2", job=soon, labels={"job_id": "5", "job_name": "gpt2"}))
+    f.step(mtime)
+    snaps = [f.snapshot(mtime + dt) for dt in (1.0, 2.0, 3.0)]
+    assert snaps[0].time_limit is not None and snaps[0].time_limit.verdict == "will"
+    notes = [n.text for n in snaps[-1].notes if "time limit" in n.text]
+    assert len(notes) == 1 and notes[0].startswith("job 5 (gpt2) will hit its time limit at about iteration ")
