@@ -9,11 +9,12 @@ Where is X?
   `snapshot.py`, standard library only;
 - following a file (offsets, truncation, rotation, inotify or polling), reading one once: `follow/`;
 - run state, forecast, tokens and FLOPs, building the snapshot, the backtest replay, what a run will need
-  (`model/plan.py`; all pure): `model/`;
+  (`model/plan.py`), a Slurm job's end state and time limit (`model/job.py`; all pure): `model/`;
 - GPUs through NVML, the process writing a log, energy, the GPU table: `hardware/`;
 - alert rules, what already fired (on disk), running them on each publish: `alerts/`;
 - `trainwatch simulate`, a fake nanoGPT run: `sim/`;
-- the writer thread, telemetry, the config file, loading a whole log, systemd units: `daemon/`;
+- the writer thread, telemetry, the config file, loading a whole log, systemd units, asking Slurm for jobs
+  (`slurm.py`): `daemon/`;
 - arguments, commands, exit codes, the one place that wires exporters in: `cli/`;
 - durations, sizes, printable text (`units.py`); the error a user can fix (`errors.py`).
 
