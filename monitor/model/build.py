@@ -59,9 +59,9 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
             status = "stalled"
         elif state.evaluating:
             status = "evaluating"
-    if job.run_state(status, slurm_state) != status:
-        status = job.run_state(status, slurm_state)
-        fc = Forecast(reason=f"the job ended ({status})")  # Slurm ended it: no finish to forecast
+    ended = job.run_state(status, slurm_state)
+    if ended != status:
+        status, fc = ended, Forecast(reason=f"the job ended ({ended})")  # Slurm ended it: no finish to forecast
     return Snapshot(
         run=run, log=log, format=state.format, taken_at=now, state=status,
         iter=iter_, max_iters=max_iters, max_iters_source=ms.source if ms and max_iters is not None else None,
