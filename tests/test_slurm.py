@@ -369,3 +369,13 @@ def test_the_time_limit_note_is_written_once_into_the_runs_events(tmp_path: Path
     assert snaps[0].time_limit is not None and snaps[0].time_limit.verdict == "will"
     notes = [n.text for n in snaps[-1].notes if "time limit" in n.text]
     assert len(notes) == 1 and notes[0].startswith("job 5 (gpt2) will hit its time limit at about iteration ")
+
+
+def test_trainwatch_dash_dash_slurm_is_the_live_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor import cli
+
+    seen: list[argparse.Namespace] = []
+    monkeypatch.setitem(cli.HANDLERS, "watch", lambda a: seen.append(a) or 0)
+    assert cli.main(["--slurm", "--slurm-name", "gpt2-*", "--slurm-interval", "1s"]) == 0
+    assert (seen[0].command, seen[0].slurm, seen[0].slurm_name, seen[0].slurm_interval) == ("watch", True, "gpt2-*",
+                                                                                          1.0)

@@ -110,8 +110,8 @@ class JournalFormatter(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        argv.insert(0, "watch")
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "watch")  # `trainwatch LOG…`, `trainwatch --slurm`: the live view
     parser = plan_parser() if argv[:1] == ["plan"] else build_parser()
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
