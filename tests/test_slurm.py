@@ -379,3 +379,14 @@ def test_trainwatch_dash_dash_slurm_is_the_live_view(monkeypatch: pytest.MonkeyP
     assert cli.main(["--slurm", "--slurm-name", "gpt2-*", "--slurm-interval", "1s"]) == 0
     assert (seen[0].command, seen[0].slurm, seen[0].slurm_name, seen[0].slurm_interval) == ("watch", True, "gpt2-*",
                                                                                           1.0)
+
+
+def test_a_hostile_job_name_reaches_the_log_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone on the cluster names their jobs: escapes and newlines in a name stay out of the terminal."""
+    head = "\x1f".join(["JOBID", "NAME", "USER", "STATE", "STDOUT", "WORK_DIR", "START_TIME"]) + "\x1f"
+    row = "\x1f".join(["9", "x\x1b]0;PWNED\x07\x1b[2J", "root", "RUNNING", "%x.out", "/w", "1796306393"]) + "\x1f"
+    w, _ = watch(f"{head}\n{row}\n")
+    with caplog.at_level(logging.INFO, logger="monitor.daemon.slurm"):
+        w.poll()
+    [line] = caplog.messages
+    assert "\x1b" not in line and "\x07" not in line and "x\\x1b]0;PWNED\\x07" in line

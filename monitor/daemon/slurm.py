@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from monitor.daemon.writer import RunSpec
+from monitor.units import printable
 from parsers.slurm import SlurmJob, SlurmJobs, parse_scontrol, parse_squeue, squeue_format
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,8 @@ class SlurmWatch:
             except SlurmError as e:
                 if "format" not in str(e).lower() and "unrecognized" not in str(e).lower():
                     raise
-                log.warning("this squeue does not know every --Format field (%s): asking scontrol instead", e)
+                log.warning("this squeue does not know every --Format field (%s): asking scontrol instead",
+                            printable(str(e)))
                 self._use_scontrol = True
         return parse_scontrol(self.command(["scontrol", "show", "job", "--oneliner"], SLURM_ENV))
 
@@ -171,8 +173,8 @@ class SlurmWatch:
             self._gone.pop(job_id, None)
         for job_id in seen.keys() - self._jobs.keys():
             job = seen[job_id]
-            log.info("Slurm job %s (%s) of %s: following %s", job_id, job.name, job.user,
-                     " and ".join(p for p in (job.stdout, job.stderr) if p) or "nothing (no output file)")
+            log.info("Slurm job %s (%s) of %s: following %s", job_id, printable(job.name), printable(job.user),
+                     printable(" and ".join(p for p in (job.stdout, job.stderr) if p)) or "nothing (no output file)")
         changed = jobs != self._jobs
         self._jobs = jobs
         self._snapshot = tuple(jobs.values())
@@ -183,7 +185,7 @@ class SlurmWatch:
         if problem == self._problem:
             return
         if problem is not None:
-            log.error("Slurm: %s; the runs already found keep being followed", problem)
+            log.error("Slurm: %s; the runs already found keep being followed", printable(problem))
         elif self._problem is not None:
             log.info("Slurm answers again")
         self._problem = problem
