@@ -112,10 +112,7 @@ class SlurmWatch:
         return ("every user" if q.all_users else q.user) + (f" in partition {q.partition}" if q.partition else "") \
             + (f" named {q.name}" if q.name else "")
 
-    # ---- readers (any thread) ---------------------------------------------------------------
-    def jobs(self) -> tuple[SlurmJob, ...]:
-        return self._snapshot
-
+    # ---- the reader (any thread) ---------------------------------------------------------------
     def specs(self, base: RunSpec) -> list[RunSpec]:
         """One run per job output: `base` gives the settings every job run shares (format, labels…)."""
         out = []
