@@ -375,7 +375,7 @@ def test_trainwatch_dash_dash_slurm_is_the_live_view(monkeypatch: pytest.MonkeyP
     from monitor import cli
 
     seen: list[argparse.Namespace] = []
-    monkeypatch.setitem(cli.HANDLERS, "watch", lambda a: seen.append(a) or 0)
+    monkeypatch.setattr(cli, "handler_of", lambda command: lambda a: seen.append(a) or 0)
     assert cli.main(["--slurm", "--slurm-name", "gpt2-*", "--slurm-interval", "1s"]) == 0
     assert (seen[0].command, seen[0].slurm, seen[0].slurm_name, seen[0].slurm_interval) == ("watch", True, "gpt2-*",
                                                                                           1.0)
