@@ -130,8 +130,9 @@ def test_the_warning_arrives_before_slurm_kills_the_job(scene: Scene) -> None:
 def test_the_run_ends_as_timeout_not_crashed(scene: Scene) -> None:
     wait_for(lambda: scene.states().get(scene.run("long")) == "timeout", 150,
              "Slurm to kill the long job at its time limit")
+    ended = f"{scene.run('long')}: hit its time limit at iter "
+    scene.sink.wait(lambda _: any(str(p.body.get("title")).startswith(ended) for p in scene.posts_about("long")), 30)
     titles = [p.body["title"] for p in scene.posts_about("long")]
-    assert any(str(t).startswith(f"{scene.run('long')}: hit its time limit at iter ") for t in titles), titles
     assert not any("crashed" in str(t) for t in titles)
     warned = next(p.at for p in scene.posts_about("long") if "will hit its time limit" in str(p.body["title"]))
     assert warned < _ended_at(scene)
