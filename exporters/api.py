@@ -30,6 +30,7 @@ from monitor.snapshot import (
     PlanCheck,
     Setting,
     Snapshot,
+    TimeLimit,
 )
 
 SCHEMA = "trainwatch.api/1"
@@ -62,6 +63,9 @@ def summary(s: Snapshot) -> dict[str, Any]:
     d["gpus"] = [_gpu(g) for g in s.gpus]
     if s.plan is not None:
         d["plan"]["iter_s"] = s.plan.iter_s
+    d["last_checkpoint_iter"] = s.last_checkpoint_iter
+    d["job_end_at"] = s.job_end_at  # a Slurm job's end (--slurm), and the forecast held against it
+    d["time_limit"] = {f.name: getattr(s.time_limit, f.name) for f in fields(TimeLimit)} if s.time_limit else None
     return d
 
 
@@ -139,6 +143,7 @@ SNAPSHOT_PATHS: dict[str, tuple[str, ...]] = {
     "cost": ("energy", "cost"), "checkpoints": ("checkpoints",), "error_type": ("error", "type"),
     "error_message": ("error", "message"), "lines": ("lines",), "parse_errors": ("parse_errors",),
     "gpu_memory_peak_bytes": ("gpu", "memory_peak_bytes"), "gpu_selection": ("gpu", "selection"),
+    "last_checkpoint_iter": ("last_checkpoint_iter",), "job_end_at": ("job_end_at",),
 }
 """Where each plain Snapshot field lives in a run's dict; the structured ones are read in `snapshot_of`.
 A test checks that every Snapshot field is read: a field added to the snapshot fails it until the
@@ -153,7 +158,7 @@ FORECAST_PATHS: dict[str, tuple[str, ...]] = {
     "expected_gap_s": ("time", "expected_gap_s"), "slowdown": ("time", "slowdown"),
 }
 STRUCTURED = frozenset({"forecast", "energy", "settings", "history", "evals", "notes", "gpus", "first_nonfinite",
-                        "labels", "plan"})
+                        "labels", "plan", "time_limit"})
 LOCAL_ONLY = frozenset({"problem"})  # the receiving side's own: why its view may be out of date
 
 
@@ -182,6 +187,7 @@ def snapshot_of(d: Mapping[str, Any]) -> Snapshot:
             first_nonfinite=(int(nonfinite[0]), float(nonfinite[1])) if nonfinite else None,
             labels={str(k): str(v) for k, v in (d.get("labels") or {}).items()},
             plan=_plan_back(d["plan"]) if d.get("plan") else None,
+            time_limit=TimeLimit(**d["time_limit"]) if d.get("time_limit") else None,
         )
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ShapeError(f"not a trainwatch.api/1 run: {type(e).__name__}: {e}") from None

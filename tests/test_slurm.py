@@ -6,6 +6,7 @@ tests against a running cluster are in test_slurm_live.py."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -390,3 +391,13 @@ def test_a_hostile_job_name_reaches_the_log_escaped(caplog: pytest.LogCaptureFix
         w.poll()
     [line] = caplog.messages
     assert "\x1b" not in line and "\x07" not in line and "x\\x1b]0;PWNED\\x07" in line
+
+
+def test_a_slurm_runs_snapshot_crosses_the_json_api() -> None:
+    """A remote view (`trainwatch http://login1:10464`) sees the job's end and the verdict too."""
+    from exporters import api
+
+    snap = full_snapshot("12345 gpt2-124m", labels={"job_id": "12345"}, job_end_at=T0 + 600.0,
+                         last_checkpoint_iter=2500, time_limit=TimeLimit("will", T0 + 600.0, 600.0, 1800.0, 3100, 0.62))
+    doc = json.loads(api.dumps(api.detail(snap, limit=10**6)))
+    assert api.snapshot_of(doc) == snap
