@@ -458,9 +458,9 @@ def test_cli_reports_impossible_runs_and_paths_as_user_errors(tmp_path: Path) ->
 
 def test_no_compile_skips_the_compile_warm_up_and_says_so() -> None:
     """`--no-compile` is nanoGPT's `--compile=False`: the first iteration pays CUDA's warm-up, not torch.compile's."""
-    from monitor.sim.plan import CUDA_WARMUP_S
+    from monitor.sim.scenario import CUDA_WARMUP_S
 
-    compiled, eager = plan(SimConfig()), plan(SimConfig(compile=False))
+    compiled, eager = resolve(SimConfig()), resolve(SimConfig(compile=False))
     assert compiled.warmup_s > 10 and eager.warmup_s == CUDA_WARMUP_S
     assert ("compile", False) in eager.overrides
     args = cli.build_parser().parse_args(["simulate", "out.log", "--no-compile"])
