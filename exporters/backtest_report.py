@@ -20,7 +20,7 @@ def to_dict(b: Backtest) -> dict[str, Any]:
         "finished_at": b.finished_at,
         "max_iters": b.max_iters,
         "points": [{"fraction": p.fraction, "at": p.at, "iter": p.iter, "eta_s": p.eta_s,
-                    "predicted_finish": p.predicted_finish, "p10": p.p10, "p90": p.p90,
+                    "predicted_finish": p.predicted_finish, "p10": p.p10, "p90": p.p90, "eta_reason": p.eta_reason,
                     "baselines": {"linear": p.linear_finish, "tqdm": p.tqdm_finish}} for p in b.points],
         "summary": {
             "median_abs_error_ratio": {w: b.median_error(w) for w in ("trainwatch", "linear", "tqdm")},
@@ -41,8 +41,10 @@ def to_text(b: Backtest) -> str:
             f"error = |predicted − real finish| as % of the run's duration")
     rows = [f"{'at':>5} {'iter':>8} {'trainwatch':>11} {'p10–p90 holds':>14} {'linear':>8} {'tqdm':>8}"]
     for p in b.points:
-        rows.append(f"{p.fraction:>5.0%} {p.iter:>8} {_err(p.predicted_finish, b):>11} "
-                    f"{_inside(p, b):>14} {_err(p.linear_finish, b):>8} {_err(p.tqdm_finish, b):>8}")
+        ours = _err(p.predicted_finish, b) if p.eta_reason is None else "none"
+        why = f"  no forecast: {printable(p.eta_reason)}" if p.eta_reason is not None else ""
+        rows.append(f"{p.fraction:>5.0%} {p.iter:>8} {ours:>11} "
+                    f"{_inside(p, b):>14} {_err(p.linear_finish, b):>8} {_err(p.tqdm_finish, b):>8}{why}")
     cov = b.coverage()
     summary = ("median error from 10 %: " + ", ".join(
         f"{w} {_pct(b.median_error(w))}" for w in ("trainwatch", "linear", "tqdm"))

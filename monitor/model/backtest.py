@@ -9,12 +9,14 @@ tqdm's rate EMA (smoothing 0.3, bias-corrected, as tqdm/std.py computes it).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from monitor.model.forecast import forecast, max_iters_known
 from monitor.model.ingest import Ingest
 
+BURST_WINDOW_S = 0.02
+"""`ts` stamps the ~100 lines of one 8 KiB block within a millisecond or so; lines written live are further apart."""
 FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -29,6 +31,7 @@ class Point:
     p90: float | None
     linear_finish: float | None
     tqdm_finish: float | None
+    eta_reason: str | None = None  # why the forecaster gave no ETA at this point
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,29 +97,29 @@ class _TqdmEma:
 
 
 def replay(ingest: Ingest, lines: Iterable[str], log: str = "") -> Backtest:
-    """Feed `lines` one by one; at each fraction crossing, ask the forecaster and the baselines."""
+    """Feed `lines` as a live reader would have read them; at each fraction crossing, ask the forecaster
+    and the baselines."""
     state = ingest.state
     tq = _TqdmEma()
     targets = list(FRACTIONS)
     points: list[Point] = []
     start: float | None = None
     last_t: float | None = None
-    uses_stamps: bool | None = None
-    for raw in lines:
+    for group in _reads(ingest, lines):
         before = state.iteration_lines
-        ingest.feed_lines([raw], None)
-        if uses_stamps is None and ingest.timestamped is not None:
-            uses_stamps = ingest.timestamped
+        ingest.feed_lines(group, None)
         if state.iteration_lines == before or state.last is None:
             continue
-        t = state.last_wall if uses_stamps else state.clock_s
+        stamped = state.time_axis == "timestamps"
+        t = state.last_wall if stamped else state.clock_s
         if t is None:
             continue
-        if not uses_stamps:
+        if not stamped:
             state.last_wall = t
         if start is None:
-            # Training starts at the first iteration line less that iteration's own duration.
-            start = t - (state.last.dt_s or 0.0) if not uses_stamps else (state.first_wall or t)
+            # Training starts at the first iteration line less the printed time so far (that iteration's own
+            # duration, or a whole buffered burst's), or at the first stamped line when that came earlier.
+            start = t - state.clock_s if not stamped else min(state.first_wall or t, t - state.clock_s)
         last_t = t
         tq.update(state.last.iter, t)
         mi = max_iters_known(state)
@@ -125,13 +128,32 @@ def replay(ingest: Ingest, lines: Iterable[str], log: str = "") -> Backtest:
         frac = state.last.iter / mi if mi else 0.0
         if frac < targets[0]:
             continue
-        while targets and frac >= targets[0]:
-            target = targets.pop(0)
         fc = forecast(state, t)
         linear = start + (t - start) / frac if frac > 0 else None
         tq_rem = tq.remaining(mi - state.last.iter)
-        points.append(Point(fraction=target, at=t, iter=state.last.iter, eta_s=fc.eta_s,
-                            predicted_finish=fc.finish_at, p10=fc.finish_p10, p90=fc.finish_p90, linear_finish=linear,
-                            tqdm_finish=t + tq_rem if tq_rem is not None else None))
-    return Backtest(log=log, time_source="timestamps" if uses_stamps else "reconstructed", started_at=start,
+        while targets and frac >= targets[0]:
+            # a burst that crosses several fractions answers each of them with what was known then
+            points.append(Point(fraction=targets.pop(0), at=t, iter=state.last.iter, eta_s=fc.eta_s,
+                                predicted_finish=fc.finish_at, p10=fc.finish_p10, p90=fc.finish_p90,
+                                linear_finish=linear, tqdm_finish=t + tq_rem if tq_rem is not None else None,
+                                eta_reason=fc.reason if fc.eta_s is None else None))
+    return Backtest(log=log, time_source=state.time_axis, started_at=start,
                     finished_at=last_t, max_iters=max_iters_known(state), points=tuple(points))
+
+
+def _reads(ingest: Ingest, lines: Iterable[str]) -> Iterator[list[str]]:
+    """The lines a live reader would have got at once: one at a time, but a stamped burst (lines stamped
+    within BURST_WINDOW_S of its first, as `ts` stamps a block-buffered stdout) all together."""
+    group: list[str] = []
+    first: float | None = None
+    for raw in lines:
+        at = ingest.stamp_of(raw)
+        same_read = first is not None and (at is None or at - first <= BURST_WINDOW_S)
+        if group and not same_read:
+            yield group
+            group, first = [], None
+        group.append(raw)
+        if first is None:
+            first = at
+    if group:
+        yield group

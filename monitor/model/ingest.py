@@ -35,11 +35,7 @@ class Ingest:
 
     def feed_lines(self, lines: list[str], arrival: float | None) -> None:
         """`arrival` is when these lines were read live, None when read on attach (backfill)."""
-        if not self._stamp_decided and any(ln.strip() for ln in lines):
-            self._stamp = detect_prefix(lines)
-            self._stamp_decided = True
-            if self._stamp is not None:
-                self.state.use_timestamps()
+        self._decide(lines)
         fields = self.parser.iter_fields
         if arrival is None and fields is not None and self._stamp is None and len(lines) >= BULK_MIN_LINES:
             folded = bulk.feed_text(self.state, "\n".join(lines) + "\n", fields, self._slow, self.parser.end_block)
@@ -50,6 +46,20 @@ class Ingest:
             self.state.format = self.parser.name
             self.state.defaults = dict(self.parser.defaults)
             self.state.zero_based = self.parser.zero_based
+
+    def stamp_of(self, raw: str) -> float | None:
+        """The time in `raw`'s timestamp prefix; None when the log's lines carry none (or this one is garbled)."""
+        self._decide([raw])
+        hit = self._stamp(raw) if self._stamp is not None else None
+        return hit[0] if hit is not None else None
+
+    def _decide(self, lines: list[str]) -> None:
+        """The first lines with text decide, once, whether the log carries timestamp prefixes."""
+        if not self._stamp_decided and any(ln.strip() for ln in lines):
+            self._stamp = detect_prefix(lines)
+            self._stamp_decided = True
+            if self._stamp is not None:
+                self.state.use_timestamps()
 
     def _slow(self, lines: list[str], arrival: float | None = None) -> None:
         for raw in lines:
