@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import stamped_runs
 
 from monitor.model.backtest import FRACTIONS, _TqdmEma
 from monitor.sim.write import SimConfig, write
@@ -71,3 +72,31 @@ def test_nothing_to_backtest_is_said_plainly(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "monitor.cli", "backtest", str(log)], capture_output=True, text=True,
                          cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0 and "nothing to backtest" in out.stdout
+
+
+def test_a_point_without_a_forecast_says_why(tmp_path: Path) -> None:
+    log = tmp_path / "short.log"
+    log.write_text("\n".join(stamped_runs.lines(stamped_runs.Run(max_iters=200), lambda i, t: 0.05)) + "\n")
+    first = backtest(str(log))["points"][0]
+    assert first["eta_s"] is None and first["eta_reason"] == "warming up: too few steady iterations yet"
+    text = subprocess.run([sys.executable, "-m", "monitor.cli", "backtest", str(log)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    row = text.splitlines()[2]
+    assert row.split()[:3] == ["5%", "10", "none"]
+    assert row.endswith("no forecast: warming up: too few steady iterations yet")
+
+
+def test_a_stamped_burst_is_replayed_as_one_read() -> None:
+    """`ts` stamps a block-buffered stdout's ~100 lines with one time: a live reader gets them together, so the
+    forecaster is asked after the whole burst, and every fraction it passed is answered then."""
+    from monitor.model.backtest import replay
+    from monitor.model.ingest import Ingest
+    from monitor.model.state import RunState
+    from parsers.nanogpt import DEFAULTS, NanoGptParser
+
+    lines = stamped_runs.lines(stamped_runs.Run(max_iters=2000, buffered=True), lambda i, t: 0.05)
+    result = replay(Ingest(NanoGptParser(), RunState(defaults=dict(DEFAULTS))), lines)
+    bursts = sorted({float(ln.split(" ", 1)[0]) for ln in lines})
+    assert len(bursts) == 2 and [p.fraction for p in result.points] == list(FRACTIONS)
+    assert {p.at for p in result.points} == set(bursts)
+    assert all(p.iter >= p.fraction * 2000 for p in result.points)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from monitor.model.forecast import forecast, max_iters_known
 from monitor.model.ingest import Ingest
+from monitor.model.state import RunState
 
 BURST_WINDOW_S = 0.02
 """`ts` stamps the ~100 lines of one 8 KiB block within a millisecond or so; lines written live are further apart."""
@@ -123,22 +124,29 @@ def replay(ingest: Ingest, lines: Iterable[str], log: str = "") -> Backtest:
         last_t = t
         tq.update(state.last.iter, t)
         mi = max_iters_known(state)
-        if mi is None or not targets:
+        if mi is None:
             continue
         frac = state.last.iter / mi if mi else 0.0
-        if frac < targets[0]:
-            continue
-        fc = forecast(state, t)
-        linear = start + (t - start) / frac if frac > 0 else None
-        tq_rem = tq.remaining(mi - state.last.iter)
-        while targets and frac >= targets[0]:
-            # a burst that crosses several fractions answers each of them with what was known then
-            points.append(Point(fraction=targets.pop(0), at=t, iter=state.last.iter, eta_s=fc.eta_s,
-                                predicted_finish=fc.finish_at, p10=fc.finish_p10, p90=fc.finish_p90,
-                                linear_finish=linear, tqdm_finish=t + tq_rem if tq_rem is not None else None,
-                                eta_reason=fc.reason if fc.eta_s is None else None))
+        if targets and frac >= targets[0]:
+            points += _answers(state, t, start, frac, targets, tq.remaining(mi - state.last.iter))
+        if frac >= 1.0:
+            break  # the run is done; what a log holds after it (nanochat's next phase) is another run's
     return Backtest(log=log, time_source=state.time_axis, started_at=start,
                     finished_at=last_t, max_iters=max_iters_known(state), points=tuple(points))
+
+
+def _answers(state: RunState, t: float, start: float, frac: float, targets: list[float],
+             tq_rem: float | None) -> list[Point]:
+    """What each method said at `t` for every target fraction the run has now passed (a burst can pass several)."""
+    fc = forecast(state, t)
+    linear = start + (t - start) / frac if frac > 0 else None
+    out = []
+    while targets and frac >= targets[0]:
+        out.append(Point(fraction=targets.pop(0), at=t, iter=state.last.iter if state.last else 0, eta_s=fc.eta_s,
+                         predicted_finish=fc.finish_at, p10=fc.finish_p10, p90=fc.finish_p90, linear_finish=linear,
+                         tqdm_finish=t + tq_rem if tq_rem is not None else None,
+                         eta_reason=fc.reason if fc.eta_s is None else None))
+    return out
 
 
 def _reads(ingest: Ingest, lines: Iterable[str]) -> Iterator[list[str]]:

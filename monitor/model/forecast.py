@@ -26,7 +26,8 @@ Z90 = 1.2816  # standard normal quantile for p90
 SPREAD_SCALE = 1.25  # calibration of the measured spread (see _relative_sigma)
 UNSEEN_CHANGE = 0.08  # relative error per unit of run still ahead, for changes not yet seen
 BURST_RATIO = 0.25
-"""A line stamped this soon after the previous one, relative to its printed duration, came in a buffered burst."""
+"""A line stamped this soon after the previous one, relative to its printed duration, was delivered with it."""
+BURST_LINES = 5  # this many lines delivered together are a buffered burst (as for live reads)
 MAX_SIGMA = 2.0  # a band of ×13 either way says "unknown"; absurd samples must not overflow exp()
 LIVE_WINDOW = 1000
 LIVE_MIN_S = 30.0
@@ -36,35 +37,39 @@ LIVE_RATIO = (0.7, 1.5)
 
 
 def steady_samples(state: RunState) -> list[tuple[int, float]]:
-    """(iteration, seconds per iteration) from the current segment's steady-state lines, oldest first.
-
-    On a timestamped log, a line's time is its stamp, unless it came in a burst: a block-buffered
-    stdout reaches `ts` 8 KiB at a time, so ~100 lines share one stamp. Inside a burst the printed
-    duration is the only timing there is (as for a burst read live), and the gap before a burst's
-    first line spans the whole previous burst, so it is no sample.
-    """
+    """(iteration, seconds per iteration) from the current segment's steady-state lines, oldest first."""
     pts = state.iters.points
     if not pts:
         return []
     seg = pts[-1].segment
+    current = [p for p in pts if p.segment == seg]
+    if state.time_axis == "timestamps":
+        return _stamped_samples(current)
+    return [(p.iter, p.dt_s) for p in current if not p.overhead and p.dt_s is not None]
+
+
+def _stamped_samples(pts: list[IterPoint]) -> list[tuple[int, float]]:
+    """On a timestamped log a line's time is its stamp, unless it came in a burst: a block-buffered stdout
+    reaches `ts` 8 KiB at a time, so ~100 lines share one stamp. Inside a burst the printed duration is the
+    only timing there is (as for a burst read live), and the gap before a burst's first line spans the whole
+    burst before it, so it is no sample. A few lines delivered together late keep their stamped gaps: one
+    long, the next short, they average out."""
     out: list[tuple[int, float]] = []
-    prev: IterPoint | None = None
-    in_burst = False
-    for p in pts:
-        if p.segment != seg:
-            prev = None
-            continue
-        if state.time_axis == "timestamps":
-            if prev is not None and p.iter > prev.iter:
-                steps = p.iter - prev.iter
-                stamped = (p.t - prev.t) / steps
-                burst = p.dt_s is not None and stamped < BURST_RATIO * p.dt_s
-                if not p.overhead and (burst or (not in_burst and stamped > 0)):
-                    out.append((p.iter, cast(float, p.dt_s) if burst else stamped))
-                in_burst = burst
-        elif not p.overhead and p.dt_s is not None:
-            out.append((p.iter, p.dt_s))
-        prev = p
+    read: list[tuple[IterPoint, float | None]] = []  # lines stamped together, each with its stamped sample
+
+    def close_read() -> None:
+        if len(read) >= BURST_LINES:
+            out.extend((p.iter, p.dt_s) for p, _ in read[1:] if not p.overhead and p.dt_s is not None)
+        else:
+            out.extend((p.iter, s) for p, s in read if s is not None)
+        read.clear()
+
+    for prev, p in zip(pts, pts[1:], strict=False):
+        stamped = (p.t - prev.t) / (p.iter - prev.iter)
+        if p.dt_s is None or stamped >= BURST_RATIO * p.dt_s:
+            close_read()
+        read.append((p, stamped if not p.overhead and stamped > 0 else None))
+    close_read()
     return out
 
 
