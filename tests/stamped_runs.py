@@ -23,7 +23,8 @@ class Run:
     max_iters: int = 2000
     log_interval: int = 10
     eval_interval: int = 250
-    eval_s: float = 1.5  # one eval (2 × eval_iters forward passes) and its checkpoint save
+    eval_iters: int = 50
+    eval_s: float = 1.7  # one eval (2 × eval_iters forward passes, a third of a step each) and its checkpoint
     start_s: float = 2.0  # imports, data, model: before iteration 0
     buffered: bool = False
     kill_at: int | None = None  # SIGKILL when this iteration's line is out; a resumed process follows
@@ -44,8 +45,10 @@ def lines(run: Run, step_s: StepTime) -> list[str]:
 
 def _process(run: Run, step_s: StepTime, out: _Stdout, first: int, t: float) -> float:
     out.print(t, "Overriding config with config/train_localchar.py:")
-    for key in ("max_iters", "log_interval", "eval_interval"):
+    for key in ("max_iters", "log_interval", "eval_interval", "eval_iters"):
         out.print(t, f"{key} = {getattr(run, key)}")
+    out.print(t, "batch_size = 12")
+    out.print(t, "block_size = 64")
     out.print(t, "")
     out.print(t, "tokens per iteration will be: 768")
     out.print(t, "Resuming training from out" if first else "Initializing a new model from scratch")

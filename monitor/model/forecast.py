@@ -14,176 +14,22 @@ import statistics
 from dataclasses import dataclass, replace
 from typing import cast
 
+from monitor.model.samples import measure
+from monitor.model.speed import Speed, level
 from monitor.model.state import RunState
-from monitor.snapshot import Forecast, IterPoint
+from monitor.snapshot import Forecast
 
 MIN_SAMPLES = 3
-BLOCK = 8
-CHANGE_THRESHOLD = 0.15
-TREND_T = 6.0
-TREND_MIN = 0.05
 Z90 = 1.2816  # standard normal quantile for p90
 SPREAD_SCALE = 1.25  # calibration of the measured spread (see _relative_sigma)
 UNSEEN_CHANGE = 0.08  # relative error per unit of run still ahead, for changes not yet seen
-BURST_RATIO = 0.25
-"""A line stamped this soon after the previous one, relative to its printed duration, was delivered with it."""
-BURST_LINES = 5  # this many lines delivered together are a buffered burst (as for live reads)
 MAX_SIGMA = 2.0  # a band of ×13 either way says "unknown"; absurd samples must not overflow exp()
+EVAL_PRIOR_WEIGHT = 1.0  # the eval cost nanoGPT's settings imply counts as this many measured evals
 LIVE_WINDOW = 1000
 LIVE_MIN_S = 30.0
 LIVE_RATIO = (0.7, 1.5)
 
 
-
-
-def steady_samples(state: RunState) -> list[tuple[int, float]]:
-    """(iteration, seconds per iteration) from the current segment's steady-state lines, oldest first."""
-    pts = state.iters.points
-    if not pts:
-        return []
-    seg = pts[-1].segment
-    current = [p for p in pts if p.segment == seg]
-    if state.time_axis == "timestamps":
-        return _stamped_samples(current)
-    return [(p.iter, p.dt_s) for p in current if not p.overhead and p.dt_s is not None]
-
-
-def _stamped_samples(pts: list[IterPoint]) -> list[tuple[int, float]]:
-    """On a timestamped log a line's time is its stamp, unless it came in a burst: a block-buffered stdout
-    reaches `ts` 8 KiB at a time, so ~100 lines share one stamp. Inside a burst the printed duration is the
-    only timing there is (as for a burst read live), and the gap before a burst's first line spans the whole
-    burst before it, so it is no sample. A few lines delivered together late keep their stamped gaps: one
-    long, the next short, they average out."""
-    out: list[tuple[int, float]] = []
-    read: list[tuple[IterPoint, float | None]] = []  # lines stamped together, each with its stamped sample
-
-    def close_read() -> None:
-        if len(read) >= BURST_LINES:
-            out.extend((p.iter, p.dt_s) for p, _ in read[1:] if not p.overhead and p.dt_s is not None)
-        else:
-            out.extend((p.iter, s) for p, s in read if s is not None)
-        read.clear()
-
-    for prev, p in zip(pts, pts[1:], strict=False):
-        stamped = (p.t - prev.t) / (p.iter - prev.iter)
-        if p.dt_s is None or stamped >= BURST_RATIO * p.dt_s:
-            close_read()
-        read.append((p, stamped if not p.overhead and stamped > 0 else None))
-    close_read()
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Speed:
-    """The steady time per iteration: a level, and a trend when the run steadily speeds up or slows down
-    (modded-nanogpt's attention-window warm-up, a growing sequence length)."""
-
-    mean: float  # over the window it rests on
-    n: int  # samples in that window
-    center: float  # mean iteration of the window
-    slope: float = 0.0  # seconds per iteration, per iteration
-    before: float | None = None  # the level before the latest change, if one was detected
-
-    def at(self, iteration: float) -> float:
-        return self._clamp(self.mean + self.slope * (iteration - self.center))
-
-    def mean_between(self, first: float, last: float) -> float:
-        return self.at((first + last) / 2)
-
-    def _clamp(self, v: float) -> float:
-        """A trend is extrapolated at most to half again or two thirds of the level it rests on."""
-        return min(max(v, self.mean / 1.5), self.mean * 1.5)
-
-
-def level(samples: list[tuple[int, float]]) -> Speed:
-    """The speed the rest of the run will most likely see.
-
-    With no change, every sample of the segment counts: for a stationary but noisy speed the long
-    mean is the best estimate, and a short window only chases noise.
-    """
-    xs = [s for _, s in samples]
-    points = _change_points(xs)
-    if not points or _reverts(xs, points):
-        # no change, or the speed went back and forth (a neighbour job coming and going): the long
-        # mean is the best guess of what the rest of the run will see
-        return _speed(samples, None)
-    start = points[0]
-    return _speed(samples[start:], statistics.fmean(xs[max(0, start - 8 * BLOCK):start]))
-
-
-def _speed(window: list[tuple[int, float]], before: float | None) -> Speed:
-    xs = [s for _, s in window]
-    its = [float(i) for i, _ in window]
-    mean, center = statistics.fmean(xs), statistics.fmean(its)
-    return Speed(mean=mean, n=len(xs), center=center, slope=_trend(its, xs, center, mean), before=before)
-
-
-def _trend(its: list[float], xs: list[float], cx: float, my: float) -> float:
-    """The least-squares slope when it is clear: t ≥ TREND_T and a change of ≥ TREND_MIN across the window."""
-    n = len(xs)
-    if n < 4 * BLOCK:
-        return 0.0
-    sxx = sum((i - cx) ** 2 for i in its)
-    if sxx <= 0:
-        return 0.0
-    slope = sum((i - cx) * (x - my) for i, x in zip(its, xs, strict=True)) / sxx
-    resid = sum((x - my - slope * (i - cx)) ** 2 for i, x in zip(its, xs, strict=True)) / (n - 2)
-    se = math.sqrt(resid / sxx) if resid > 0 else 0.0
-    span = abs(slope) * (its[-1] - its[0])
-    if (se == 0 or abs(slope) / se >= TREND_T) and span >= TREND_MIN * my:
-        return slope
-    return 0.0
-
-
-def _reverts(xs: list[float], points: list[int]) -> bool:
-    """Whether the speed now is back at a level it had before an intervening, different one."""
-    bounds = [len(xs), *points, 0]
-    levels = [statistics.fmean(xs[b:a]) for a, b in zip(bounds, bounds[1:], strict=False) if a > b]
-    now = levels[0]
-    return any(abs(old / now - 1) <= CHANGE_THRESHOLD for old in levels[2:])
-
-
-def _change_points(xs: list[float], most: int = 4) -> list[int]:
-    """Every sustained change of level, newest first (at most `most`)."""
-    found: list[int] = []
-    end = len(xs)
-    while len(found) < most:
-        cp = _change_point(xs[:end])
-        if not cp:
-            break
-        found.append(cp)
-        end = cp
-    return found
-
-
-def _change_point(xs: list[float]) -> int:
-    """Index where the latest sustained change of level begins (0: none).
-
-    Works on medians of blocks of BLOCK samples (robust to single spikes). A boundary is a change
-    when the mean of all blocks after it differs from the median of the blocks just before it by
-    more than CHANGE_THRESHOLD, and the newest blocks still differ the same way (sustained).
-    """
-    nb = len(xs) // BLOCK
-    if nb < 4:
-        return 0
-    off = len(xs) - nb * BLOCK
-    meds = [statistics.median(xs[off + i * BLOCK:off + (i + 1) * BLOCK]) for i in range(nb)]
-    newest = statistics.fmean(meds[-2:])
-    suffix = 0.0
-    best_k, best_shift = 0, 0.0
-    for k in range(nb - 1, 1, -1):
-        suffix += meds[k]
-        if k > nb - 2:
-            continue
-        left = statistics.median(meds[max(0, k - 8):k])
-        after = suffix / (nb - k)
-        shift = after / left - 1 if left > 0 else 0.0
-        if abs(shift) > CHANGE_THRESHOLD and (newest / left - 1) * shift > (CHANGE_THRESHOLD / 2) * abs(shift):
-            if abs(shift) > abs(best_shift):  # the true boundary is where the contrast peaks
-                best_k, best_shift = k, shift
-        elif best_k:
-            break  # past the run of candidate boundaries around the latest change
-    return off + best_k * BLOCK if best_k else 0
 
 
 def live_correction(state: RunState) -> float:
@@ -209,6 +55,39 @@ def live_correction(state: RunState) -> float:
         return 1.0
     ratio = wall / clock
     return ratio if LIVE_RATIO[0] <= ratio <= LIVE_RATIO[1] else 1.0
+
+
+def eval_overhead(state: RunState, iter_s: float, unprinted: float | None = None) -> float:
+    """Seconds an eval (with its checkpoint save) adds to its iteration: the measured mean, drawn toward
+    what nanoGPT's eval costs while few were measured, so that one eval disturbed by a neighbour is not
+    taken literally and the evals ahead count before the first is seen.
+
+    nanoGPT evaluates eval_iters batches of each split, forward only: 2 × eval_iters passes of one
+    micro-batch, each about a third of a training micro-step (forward and backward).
+    """
+    seconds, count = state.overhead_s, state.overhead_count
+    if not count and unprinted is not None:
+        seconds, count = unprinted, 1  # a mean over the evals seen, counted as one: their times are rougher
+    evals, micro = _stated(state, "eval_iters"), _micro_steps(state)
+    if not evals or evals <= 0 or micro is None:
+        return seconds / count if count else 0.0
+    prior = 2 * evals * iter_s / (3 * micro)
+    return (seconds + EVAL_PRIOR_WEIGHT * prior) / (count + EVAL_PRIOR_WEIGHT)
+
+
+def _micro_steps(state: RunState) -> float | None:
+    """Forward-backward passes per iteration: tokens per iteration ÷ tokens per micro-batch, as nanoGPT prints it."""
+    tokens, batch, block, acc = (_stated(state, k) for k in
+                                 ("tokens_per_iter", "batch_size", "block_size", "gradient_accumulation_steps"))
+    if tokens and batch and block and tokens >= batch * block:
+        return tokens / (batch * block)
+    return acc if acc and acc >= 1 else None
+
+
+def _stated(state: RunState, key: str) -> float | None:
+    """A number the log or the user gave (the script's defaults are for another model and machine)."""
+    s = state.setting(key)
+    return state.number(key) if s is not None and s.source != "default" else None
 
 
 def evals_left(current_iter: int, max_iters: int, eval_interval: int | None) -> int:
@@ -251,7 +130,7 @@ def forecast(state: RunState, now: float) -> Forecast:
     tokens_per_s = tokens_per_iter / iter_s if tokens_per_iter else None
     slowdown = speed.mean / speed.before if speed.before else None
     log_interval = max(1, int(state.number("log_interval") or 1))
-    overhead = state.overhead_s / state.overhead_count if state.overhead_count else 0.0
+    overhead = eval_overhead(state, iter_s, model.unprinted_eval_s)
     gap_s = iter_s * max(1, _median_gap(state) or log_interval)
     silence = now - state.last_wall if state.last_wall is not None else None
     stalled = silence - gap_s if silence is not None and silence > max(5 * gap_s, 60.0) + overhead else None
@@ -287,6 +166,7 @@ class _Model:
     correction: float
     cv: float  # coefficient of variation of the samples the level rests on
     drift: float  # spread of this run's block means
+    unprinted_eval_s: float | None  # what an eval on an unprinted iteration added, by the stamps around it
 
 
 def _model(state: RunState) -> _Model | None:
@@ -294,15 +174,21 @@ def _model(state: RunState) -> _Model | None:
     cached = state.memo.get("forecast")
     if isinstance(cached, tuple) and cached[0] == key:
         return cast("_Model | None", cached[1])
-    samples = steady_samples(state)
     model = None
-    if len(samples) >= MIN_SAMPLES:
-        speed = level(samples)
-        xs = [s for _, s in samples]
+    seg = state.last.segment if state.last else 0
+    samples = measure(state, seg)
+    if len(samples.steady) < MIN_SAMPLES and seg > 0:
+        samples = measure(state, seg - 1)  # just resumed: the process before ran on the same machine
+    if len(samples.steady) >= MIN_SAMPLES:
+        speed = level(samples.steady)
+        xs = [s for _, s in samples.steady]
         window = xs[-speed.n:]
         mean = statistics.fmean(window)
         cv = _pstdev(window, mean) / mean if len(window) > 1 and mean > 0 else 0.0
-        model = _Model(speed, live_correction(state), cv, _block_drift(xs))
+        per_iter = speed.long or speed.mean
+        extra = [seconds - steps * per_iter for seconds, steps in samples.eval_gaps]
+        model = _Model(speed, live_correction(state), cv, _block_drift(xs),
+                       max(0.0, statistics.fmean(extra)) if extra else None)
     state.memo["forecast"] = (key, model)
     return model
 

@@ -196,7 +196,7 @@ class RunState:
         elif dt is not None:
             filler = (gap - 1) * (typical if typical is not None else dt)
             self.clock_s += dt + filler
-            if overhead and not warmup and typical is not None and dt > typical:
+            if overhead and not warmup and typical is not None and dt > typical and self._at_eval(event.iter):
                 self.overhead_s += dt - typical
                 self.overhead_count += 1
             elif not overhead:
@@ -227,6 +227,12 @@ class RunState:
             return True
         typical = self.typical_dt()
         return bool(event.dt_s is not None and typical and event.dt_s > OUTLIER_FACTOR * typical)
+
+    def _at_eval(self, iteration: int) -> bool:
+        """Whether an eval could have run in this iteration: a slow step between evals (a neighbour took the
+        core) is no eval's cost, so it does not count toward the overhead each eval adds."""
+        interval = self.number("eval_interval")
+        return not interval or interval <= 0 or iteration % int(interval) == 0
 
 
 def _finite(v: float | None) -> float | None:

@@ -1,0 +1,80 @@
+"""What a run's lines say about its speed: seconds per iteration, and what its evals took.
+
+On a timestamped log the time comes from the stamps, except inside a buffered burst; without stamps, from
+the printed durations. Time that holds an eval or a process's warm-up is no steady sample; an iteration
+that was merely slow (a neighbour took the core) is one: the rest of the run will see such too.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from monitor.model.state import RunState
+from monitor.snapshot import IterPoint
+
+BURST_RATIO = 0.25
+"""A line stamped this soon after the previous one, relative to its printed duration, was delivered with it."""
+BURST_LINES = 5  # this many lines delivered together are a buffered burst (as for live reads)
+PAUSE_FACTOR = 10.0
+"""A step this many times the median is a pause (an eval or save the settings do not foretell), not a slow step."""
+
+
+@dataclass(frozen=True, slots=True)
+class Samples:
+    steady: list[tuple[int, float]] = field(default_factory=list)  # (iteration, seconds per iteration), oldest first
+    eval_gaps: list[tuple[float, int]] = field(default_factory=list)
+    """Stamped stretches that held an eval nanoGPT did not print a duration for: (seconds, iterations)."""
+
+
+def measure(state: RunState, segment: int) -> Samples:
+    """The samples of one segment (one training process) of the run."""
+    current = [p for p in state.iters.points if p.segment == segment]
+    interval = int(state.number("eval_interval") or 0)
+    if state.time_axis == "timestamps":
+        found = _stamped(current, interval)
+    else:
+        found = Samples([(p.iter, p.dt_s) for p in current[1:]
+                         if p.dt_s is not None and not _holds_eval(p.iter - 1, p, interval)])
+    if not found.steady:
+        return found
+    cap = PAUSE_FACTOR * statistics.median(s for _, s in found.steady)
+    return Samples([(i, s) for i, s in found.steady if s <= cap], found.eval_gaps)
+
+
+def _holds_eval(after: int, p: IterPoint, interval: int) -> bool:
+    """Whether the time from iteration `after` to `p` includes an eval (nanoGPT evaluates at the top of each
+    multiple of eval_interval); when the interval is unknown, whether the state took `p` for an eval."""
+    return p.iter // interval != after // interval if interval > 0 else p.overhead
+
+
+def _stamped(pts: list[IterPoint], interval: int) -> Samples:
+    """On a timestamped log a line's time is its stamp, unless it came in a burst: a block-buffered stdout
+    reaches `ts` 8 KiB at a time, so ~100 lines share one stamp. Inside a burst the printed duration is the
+    only timing there is (as for a burst read live), and the gap before a burst's first line spans the whole
+    burst before it, so it is no sample. A few lines delivered together late keep their stamped gaps: one
+    long, the next short, they average out."""
+    out = Samples()
+    read: list[tuple[IterPoint, IterPoint]] = []  # lines stamped together, each with the line before it
+
+    def close_read() -> None:
+        if len(read) >= BURST_LINES:
+            out.steady.extend((p.iter, p.dt_s) for _, p in read[1:]
+                              if p.dt_s is not None and not _holds_eval(p.iter - 1, p, interval))
+        else:
+            for prev, p in read:
+                steps, seconds = p.iter - prev.iter, p.t - prev.t
+                if seconds <= 0:
+                    continue
+                if not _holds_eval(prev.iter, p, interval):
+                    out.steady.append((p.iter, seconds / steps))
+                elif not p.overhead:  # the eval fell on an unprinted iteration: only the stamps saw it
+                    out.eval_gaps.append((seconds, steps))
+        read.clear()
+
+    for prev, p in zip(pts, pts[1:], strict=False):
+        if p.dt_s is None or (p.t - prev.t) / (p.iter - prev.iter) >= BURST_RATIO * p.dt_s:
+            close_read()
+        read.append((prev, p))
+    close_read()
+    return out
