@@ -25,6 +25,7 @@ class Run:
     eval_interval: int = 250
     eval_iters: int = 50
     eval_s: float = 1.7  # one eval (2 × eval_iters forward passes, a third of a step each) and its checkpoint
+    first_save_s: float = 0.0  # what the first checkpoint adds (a new file, cold caches)
     start_s: float = 2.0  # imports, data, model: before iteration 0
     buffered: bool = False
     kill_at: int | None = None  # SIGKILL when this iteration's line is out; a resumed process follows
@@ -57,7 +58,7 @@ def _process(run: Run, step_s: StepTime, out: _Stdout, first: int, t: float) -> 
     for i in range(first, run.max_iters + 1):
         dt = 0.0
         if i % run.eval_interval == 0:
-            dt += run.eval_s
+            dt += run.eval_s + (run.first_save_s if i == run.eval_interval else 0.0)
             out.print(t + dt, f"step {i}: train loss 2.0000, val loss 2.1000")
         dt += step_s(i, t - T0)
         t += dt

@@ -22,9 +22,10 @@ from monitor.snapshot import Forecast
 MIN_SAMPLES = 3
 Z90 = 1.2816  # standard normal quantile for p90
 SPREAD_SCALE = 1.25  # calibration of the measured spread (see _relative_sigma)
-UNSEEN_CHANGE = 0.08  # relative error per unit of run still ahead, for changes not yet seen
+UNSEEN_SLOWDOWN = 0.08  # log-scale spread per unit of run still ahead, for slowdowns not yet seen
+UNSEEN_SPEEDUP = 0.08  # … and for speed-ups
 MAX_SIGMA = 2.0  # a band of ×13 either way says "unknown"; absurd samples must not overflow exp()
-EVAL_PRIOR_WEIGHT = 1.0  # the eval cost nanoGPT's settings imply counts as this many measured evals
+EVAL_PRIOR_WEIGHT = 2  # the eval cost nanoGPT's settings imply counts as this many measured evals
 LIVE_WINDOW = 1000
 LIVE_MIN_S = 30.0
 LIVE_RATIO = (0.7, 1.5)
@@ -58,21 +59,18 @@ def live_correction(state: RunState) -> float:
 
 
 def eval_overhead(state: RunState, iter_s: float, unprinted: float | None = None) -> float:
-    """Seconds an eval (with its checkpoint save) adds to its iteration: the measured mean, drawn toward
-    what nanoGPT's eval costs while few were measured, so that one eval disturbed by a neighbour is not
-    taken literally and the evals ahead count before the first is seen.
+    """Seconds an eval (with its checkpoint save) adds to its iteration: the median of the evals measured
+    and of EVAL_PRIOR_WEIGHT stand-ins for what nanoGPT's eval costs, so that the evals ahead count before
+    the first is seen, and one slow eval (the first checkpoint save, a neighbour) does not set the rest.
 
     nanoGPT evaluates eval_iters batches of each split, forward only: 2 × eval_iters passes of one
     micro-batch, each about a third of a training micro-step (forward and backward).
     """
-    seconds, count = state.overhead_s, state.overhead_count
-    if not count and unprinted is not None:
-        seconds, count = unprinted, 1  # a mean over the evals seen, counted as one: their times are rougher
+    seen = list(state.eval_costs) or ([unprinted] if unprinted is not None else [])
     evals, micro = _stated(state, "eval_iters"), _micro_steps(state)
-    if not evals or evals <= 0 or micro is None:
-        return seconds / count if count else 0.0
-    prior = 2 * evals * iter_s / (3 * micro)
-    return (seconds + EVAL_PRIOR_WEIGHT * prior) / (count + EVAL_PRIOR_WEIGHT)
+    if evals and evals > 0 and micro is not None:
+        seen += [2 * evals * iter_s / (3 * micro)] * EVAL_PRIOR_WEIGHT
+    return statistics.median(seen) if seen else 0.0
 
 
 def _micro_steps(state: RunState) -> float | None:
@@ -149,9 +147,9 @@ def forecast(state: RunState, now: float) -> Forecast:
     eta_from_last = remaining_iters * future_s + n_evals * overhead
     since_last = max(0.0, silence) if silence is not None else 0.0
     eta = max(0.0, eta_from_last - since_last)
-    sigma = _relative_sigma(model, remaining_iters, last.iter - (_segment_first(state) or 0))
-    lo = eta_from_last * math.exp(-Z90 * sigma) - since_last
-    hi = eta_from_last * math.exp(Z90 * sigma) - since_last
+    faster, slower = _relative_sigma(model, remaining_iters, last.iter - (_segment_first(state) or 0))
+    lo = eta_from_last * math.exp(-Z90 * faster) - since_last
+    hi = eta_from_last * math.exp(Z90 * slower) - since_last
     lo, hi = max(0.0, lo), max(eta, hi)
     return replace(base, eta_s=eta, eta_p10_s=min(lo, eta), eta_p90_s=hi, evals_left=n_evals,
                     finish_at=now + eta, finish_p10=now + min(lo, eta), finish_p90=now + hi)
@@ -198,20 +196,23 @@ def _pstdev(xs: list[float], mean: float) -> float:
     return math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / len(xs))
 
 
-def _relative_sigma(model: _Model, remaining: int, done: int) -> float:
-    """Log-scale spread of the remaining time: noise of the mean, drift that grows with the horizon,
-    and the risk of changes this run has not shown yet (a neighbour, a kill and resume).
+def _relative_sigma(model: _Model, remaining: int, done: int) -> tuple[float, float]:
+    """Log-scale spreads of the remaining time, (faster, slower): noise of the mean, drift that grows with
+    the horizon, and the risk of changes this run has not shown yet, which grows with the share of the
+    run still ahead. That risk is lopsided: a neighbour arriving, a kill and resume or throttling slow a
+    run down, and little speeds one up that the past did not show.
 
     Drift is measured on this run: the spread of block means of its steady samples, which captures
-    slow wandering (thermal, data, neighbours) that per-sample noise does not. The two scales were
-    calibrated on real runs so that the p10–p90 band holds the real finish ~80 % of the time
-    (bench/forecast_backtest.py).
+    slow wandering (thermal, data, neighbours) that per-sample noise does not. The scales were
+    calibrated on the tuning half of bench/split.toml so that the p10–p90 band holds the real finish
+    ~80 % of the time (bench/forecast_backtest.py).
     """
     noise = model.cv / math.sqrt(max(1, min(remaining, model.speed.n)))
     drift = model.drift
     horizon = remaining / max(1, remaining + done)
-    measured = math.sqrt(noise**2 + (drift**2 + 0.02**2) * (0.25 + horizon))
-    return min(MAX_SIGMA, math.sqrt((SPREAD_SCALE * measured) ** 2 + (UNSEEN_CHANGE * horizon) ** 2))
+    measured = SPREAD_SCALE * math.sqrt(noise**2 + (drift**2 + 0.02**2) * (0.25 + horizon))
+    return (min(MAX_SIGMA, math.hypot(measured, UNSEEN_SPEEDUP * horizon)),
+            min(MAX_SIGMA, math.hypot(measured, UNSEEN_SLOWDOWN * horizon)))
 
 
 def _block_drift(samples: list[float], blocks: int = 8) -> float:

@@ -91,20 +91,33 @@ def _speed(window: list[tuple[int, float]], before: float | None) -> Speed:
 
 
 def _trend(its: list[float], xs: list[float], cx: float, my: float) -> float:
-    """The least-squares slope when it is clear: t ≥ TREND_T and a change of ≥ TREND_MIN across the window."""
+    """The least-squares slope when it is clear: t ≥ TREND_T, a change of ≥ TREND_MIN across the window,
+    and each half of the window slopes the same way by at least a third as much (a step, such as a
+    neighbour job arriving, fits a line too, but its halves are flat)."""
     n = len(xs)
     if n < 4 * BLOCK:
         return 0.0
-    sxx = sum((i - cx) ** 2 for i in its)
+    sxx = math.fsum((i - cx) ** 2 for i in its)
     if sxx <= 0:
         return 0.0
-    slope = sum((i - cx) * (x - my) for i, x in zip(its, xs, strict=True)) / sxx
-    resid = sum((x - my - slope * (i - cx)) ** 2 for i, x in zip(its, xs, strict=True)) / (n - 2)
+    slope = math.fsum((i - cx) * (x - my) for i, x in zip(its, xs, strict=True)) / sxx
+    resid = math.fsum((x - my - slope * (i - cx)) ** 2 for i, x in zip(its, xs, strict=True)) / (n - 2)
     se = math.sqrt(resid / sxx) if resid > 0 else 0.0
     span = abs(slope) * (its[-1] - its[0])
-    if (se == 0 or abs(slope) / se >= TREND_T) and span >= TREND_MIN * my:
-        return slope
-    return 0.0
+    if not ((se == 0 or abs(slope) / se >= TREND_T) and span >= TREND_MIN * my):
+        return 0.0
+    h = n // 2
+    for part_i, part_x in ((its[:h], xs[:h]), (its[h:], xs[h:])):
+        part = _least_squares(part_i, part_x)
+        if part * slope <= 0 or abs(part) < abs(slope) / 3:
+            return 0.0
+    return slope
+
+
+def _least_squares(its: list[float], xs: list[float]) -> float:
+    cx, my = statistics.fmean(its), statistics.fmean(xs)
+    sxx = math.fsum((i - cx) ** 2 for i in its)
+    return math.fsum((i - cx) * (x - my) for i, x in zip(its, xs, strict=True)) / sxx if sxx > 0 else 0.0
 
 
 def _reverts(xs: list[float], points: list[int]) -> bool:

@@ -67,6 +67,7 @@ class RunState:
     iteration_lines: int = 0
     overhead_s: float = 0.0  # time of eval/checkpoint iterations beyond a typical step
     overhead_count: int = 0
+    eval_costs: deque[float] = field(default_factory=lambda: deque(maxlen=64))  # the latest evals' overheads
     nonfinite_since: int | None = None  # first iteration of the current run of NaN/inf losses
     first_nonfinite: tuple[int, float] | None = None  # the first NaN/inf loss ever seen: (iteration, loss)
     recent_dt: deque[float] = field(default_factory=lambda: deque(maxlen=21))  # steady durations, newest last
@@ -199,6 +200,7 @@ class RunState:
             if overhead and not warmup and typical is not None and dt > typical and self._at_eval(event.iter):
                 self.overhead_s += dt - typical
                 self.overhead_count += 1
+                self.eval_costs.append(dt - typical)
             elif not overhead:
                 self.recent_dt.append(dt)
         t = at if self.time_axis == "timestamps" and at is not None else self.clock_s
