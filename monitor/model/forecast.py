@@ -21,9 +21,9 @@ from monitor.snapshot import Forecast
 
 MIN_SAMPLES = 3
 Z90 = 1.2816  # standard normal quantile for p90
-SPREAD_SCALE = 1.25  # calibration of the measured spread (see _relative_sigma)
-UNSEEN_SLOWDOWN = 0.08  # log-scale spread per unit of run still ahead, for slowdowns not yet seen
-UNSEEN_SPEEDUP = 0.08  # … and for speed-ups
+SPREAD_SCALE = 1.0  # calibration of the measured spread (see _relative_sigma)
+UNSEEN_SLOWDOWN = 0.25  # log-scale spread per unit of run still ahead, for slowdowns not yet seen
+UNSEEN_SPEEDUP = 0.04  # … and for speed-ups
 MAX_SIGMA = 2.0  # a band of ×13 either way says "unknown"; absurd samples must not overflow exp()
 EVAL_PRIOR_WEIGHT = 2  # the eval cost nanoGPT's settings imply counts as this many measured evals
 LIVE_WINDOW = 1000
@@ -128,7 +128,7 @@ def forecast(state: RunState, now: float) -> Forecast:
     tokens_per_s = tokens_per_iter / iter_s if tokens_per_iter else None
     slowdown = speed.mean / speed.before if speed.before else None
     log_interval = max(1, int(state.number("log_interval") or 1))
-    overhead = eval_overhead(state, iter_s, model.unprinted_eval_s)
+    overhead = model.eval_s
     gap_s = iter_s * max(1, _median_gap(state) or log_interval)
     silence = now - state.last_wall if state.last_wall is not None else None
     stalled = silence - gap_s if silence is not None and silence > max(5 * gap_s, 60.0) + overhead else None
@@ -164,7 +164,7 @@ class _Model:
     correction: float
     cv: float  # coefficient of variation of the samples the level rests on
     drift: float  # spread of this run's block means
-    unprinted_eval_s: float | None  # what an eval on an unprinted iteration added, by the stamps around it
+    eval_s: float  # what an eval adds (see eval_overhead)
 
 
 def _model(state: RunState) -> _Model | None:
@@ -185,8 +185,10 @@ def _model(state: RunState) -> _Model | None:
         cv = _pstdev(window, mean) / mean if len(window) > 1 and mean > 0 else 0.0
         per_iter = speed.long or speed.mean
         extra = [seconds - steps * per_iter for seconds, steps in samples.eval_gaps]
-        model = _Model(speed, live_correction(state), cv, _block_drift(xs),
-                       max(0.0, statistics.fmean(extra)) if extra else None)
+        correction = live_correction(state)
+        unprinted = max(0.0, statistics.fmean(extra)) if extra else None
+        iter_s = speed.at(state.last.iter if state.last else 0) * correction
+        model = _Model(speed, correction, cv, _block_drift(xs), eval_overhead(state, iter_s, unprinted))
     state.memo["forecast"] = (key, model)
     return model
 
