@@ -14,7 +14,7 @@ from monitor.model.state import RunState
 from monitor.snapshot import IterPoint
 
 BURST_RATIO = 0.25
-"""A line stamped this soon after the previous one, relative to its printed duration, was delivered with it."""
+"""A line stamped within this share of its own printed step after the line before was delivered with it."""
 BURST_LINES = 5  # this many lines delivered together are a buffered burst (as for live reads)
 PAUSE_FACTOR = 10.0
 """A step this many times the median is a pause (an eval or save the settings do not foretell), not a slow step."""
@@ -36,9 +36,9 @@ def measure(state: RunState, segment: int) -> Samples:
     else:
         found = Samples([(p.iter, p.dt_s) for p in current[1:]
                          if p.dt_s is not None and not _holds_eval(p.iter - 1, p, interval)])
-    if not found.steady:
+    xs = [s for _, s in found.steady]
+    if not xs or max(xs) <= (cap := PAUSE_FACTOR * statistics.median(xs)):
         return found
-    cap = PAUSE_FACTOR * statistics.median(s for _, s in found.steady)
     return Samples([(i, s) for i, s in found.steady if s <= cap], found.eval_gaps)
 
 
@@ -54,27 +54,40 @@ def _stamped(pts: list[IterPoint], interval: int) -> Samples:
     only timing there is (as for a burst read live), and the gap before a burst's first line spans the whole
     burst before it, so it is no sample. A few lines delivered together late keep their stamped gaps: one
     long, the next short, they average out."""
+    pairs = list(zip(pts, pts[1:], strict=False))
+    out = _timed(pairs, interval)
+    if out is not None:  # every line came on its own (the usual unbuffered log): every gap is timed
+        return out
     out = Samples()
-    read: list[tuple[IterPoint, IterPoint]] = []  # lines stamped together, each with the line before it
-
-    def close_read() -> None:
+    close = [p.dt_s is not None and p.t - prev.t < BURST_RATIO * p.dt_s for prev, p in pairs]
+    start = 0  # first pair of the current read: lines stamped together
+    for k in range(len(pairs) + 1):
+        if k < len(pairs) and (k == start or close[k]):
+            continue
+        read, start = pairs[start:k], k
         if len(read) >= BURST_LINES:
             out.steady.extend((p.iter, p.dt_s) for _, p in read[1:]
                               if p.dt_s is not None and not _holds_eval(p.iter - 1, p, interval))
         else:
-            for prev, p in read:
-                steps, seconds = p.iter - prev.iter, p.t - prev.t
-                if seconds <= 0:
-                    continue
-                if not _holds_eval(prev.iter, p, interval):
-                    out.steady.append((p.iter, seconds / steps))
-                elif not p.overhead:  # the eval fell on an unprinted iteration: only the stamps saw it
-                    out.eval_gaps.append((seconds, steps))
-        read.clear()
+            timed = _timed(read, interval, check=False)
+            assert timed is not None
+            out.steady.extend(timed.steady)
+            out.eval_gaps.extend(timed.eval_gaps)
+    return out
 
-    for prev, p in zip(pts, pts[1:], strict=False):
-        if p.dt_s is None or (p.t - prev.t) / (p.iter - prev.iter) >= BURST_RATIO * p.dt_s:
-            close_read()
-        read.append((prev, p))
-    close_read()
+
+def _timed(pairs: list[tuple[IterPoint, IterPoint]], interval: int, check: bool = True) -> Samples | None:
+    """The stamped gaps between lines as steady samples or evals' times; None (with `check`) as soon as a
+    line turns out to have come with the one before."""
+    out = Samples()
+    for prev, p in pairs:
+        seconds = p.t - prev.t
+        if check and p.dt_s is not None and seconds < BURST_RATIO * p.dt_s:
+            return None
+        if seconds <= 0:
+            continue
+        if not _holds_eval(prev.iter, p, interval):
+            out.steady.append((p.iter, seconds / (p.iter - prev.iter)))
+        elif not p.overhead:  # the eval fell on an unprinted iteration: only the stamps saw it
+            out.eval_gaps.append((seconds, p.iter - prev.iter))
     return out

@@ -76,8 +76,8 @@ def _persistence(samples: list[tuple[int, float]]) -> tuple[float, float, float]
         return long, long, 0.0
     off = len(xs) - nb * size
     dev = [statistics.fmean(xs[off + i * size:off + (i + 1) * size]) - long for i in range(nb)]
-    var = math.fsum(d * d for d in dev)
-    rho = math.fsum(a * b for a, b in zip(dev, dev[1:], strict=False)) / var if var > 0 else 0.0
+    var = sum(d * d for d in dev)
+    rho = sum(a * b for a, b in zip(dev, dev[1:], strict=False)) / var if var > 0 else 0.0
     per_block = (samples[-1][0] - samples[off][0]) / nb
     memory = 0.0 if rho <= 0 else math.inf if rho >= 1 else -per_block / math.log(rho)
     return long, long + dev[-1], memory
@@ -97,11 +97,11 @@ def _trend(its: list[float], xs: list[float], cx: float, my: float) -> float:
     n = len(xs)
     if n < 4 * BLOCK:
         return 0.0
-    sxx = math.fsum((i - cx) ** 2 for i in its)
+    sxx = sum((i - cx) ** 2 for i in its)
     if sxx <= 0:
         return 0.0
-    slope = math.fsum((i - cx) * (x - my) for i, x in zip(its, xs, strict=True)) / sxx
-    resid = math.fsum((x - my - slope * (i - cx)) ** 2 for i, x in zip(its, xs, strict=True)) / (n - 2)
+    slope = sum((i - cx) * (x - my) for i, x in zip(its, xs, strict=True)) / sxx
+    resid = sum((x - my - slope * (i - cx)) ** 2 for i, x in zip(its, xs, strict=True)) / (n - 2)
     se = math.sqrt(resid / sxx) if resid > 0 else 0.0
     span = abs(slope) * (its[-1] - its[0])
     if not ((se == 0 or abs(slope) / se >= TREND_T) and span >= TREND_MIN * my):
@@ -116,8 +116,8 @@ def _trend(its: list[float], xs: list[float], cx: float, my: float) -> float:
 
 def _least_squares(its: list[float], xs: list[float]) -> float:
     cx, my = statistics.fmean(its), statistics.fmean(xs)
-    sxx = math.fsum((i - cx) ** 2 for i in its)
-    return math.fsum((i - cx) * (x - my) for i, x in zip(its, xs, strict=True)) / sxx if sxx > 0 else 0.0
+    sxx = sum((i - cx) ** 2 for i in its)
+    return sum((i - cx) * (x - my) for i, x in zip(its, xs, strict=True)) / sxx if sxx > 0 else 0.0
 
 
 def _reverts(xs: list[float], points: list[int]) -> bool:
