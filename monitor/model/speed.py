@@ -39,8 +39,8 @@ class Speed:
         run's departures have faded so far: by e^(−k/memory) k iterations ahead."""
         if self.slope or self.long is None or self.recent is None:
             return self.at((first + last) / 2)
-        r = max(1.0, last - first)
-        held = self.memory / r * -math.expm1(-r / self.memory) if self.memory > 0 else 0.0
+        r, m = max(1.0, last - first), self.memory
+        held = 1.0 if math.isinf(m) else m / r * -math.expm1(-r / m) if m > 0 else 0.0
         return self.long + held * (self.recent - self.long)
 
     def _clamp(self, v: float) -> float:
