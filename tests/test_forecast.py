@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import stamped_runs
 
 from monitor.model.forecast import evals_left, forecast
 from monitor.model.ingest import Ingest
@@ -139,3 +140,36 @@ def _live(state_factor: float, arrival_factor: float) -> float:
                          ids=["sync-lands-in-unprinted-step", "exact", "slowed-replay", "accelerated-replay"])
 def test_live_arrivals_correct_printed_times_unless_the_clock_is_not_real(arrival: float, expected: float) -> None:
     assert _live(1.0, arrival) == pytest.approx(expected, rel=0.01)
+
+
+def _stamped_state(run: stamped_runs.Run, step_s: stamped_runs.StepTime) -> RunState:
+    ingest = Ingest(NanoGptParser(), RunState(defaults=dict(DEFAULTS)))
+    ingest.feed_lines(stamped_runs.lines(run, step_s), None)
+    return ingest.state
+
+
+def test_a_stamped_burst_is_timed_by_its_printed_durations() -> None:
+    """~100 lines share one stamp: their gaps say nothing, the printed times do (as for a burst read live)."""
+    state = _stamped_state(stamped_runs.Run(max_iters=3000, buffered=True), lambda i, t: 0.05)
+    assert len({p.t for p in state.iters.points}) < 5
+    fc = forecast(state, now=state.last_wall or 0.0)
+    assert fc.iter_s == pytest.approx(0.05, rel=0.01)
+
+
+def test_an_eval_on_an_unprinted_iteration_is_timed_by_the_stamps_around_it() -> None:
+    """log_interval 20 and eval_interval 250: most evals fall between two printed lines, outside any `time`."""
+    run = stamped_runs.Run(max_iters=4000, log_interval=20, eval_interval=250, eval_s=1.7)
+    state = _stamped_state(run, lambda i, t: 0.05)
+    state.logged["max_iters"] = 8000  # not finished: an ETA with evals ahead
+    fc = forecast(state, now=state.last_wall or 0.0)
+    assert fc.iter_s == pytest.approx(0.05, rel=0.01)
+    assert fc.eval_overhead_s == pytest.approx(1.7, rel=0.05)
+
+
+def test_a_slow_step_between_evals_is_speed_not_an_eval() -> None:
+    """A neighbour making one step 4× slower is what the rest of the run may see too; it is no eval's cost."""
+    state = run(upto=1000, eval_interval=500)
+    before = state.overhead_count
+    Ingest(NanoGptParser(), state).feed_lines(["iter 1010: loss 2.0, time 400.00ms, mfu 10.00%"], None)
+    assert state.overhead_count == before and state.last is not None and state.last.overhead
+    assert forecast(state, now=1000.0).iter_s == pytest.approx(0.1 * (1 + 3 / 100), rel=0.02)
