@@ -113,9 +113,14 @@ def table(title: str, results: list[Backtest]) -> list[str]:
                                                default=None)
     long_runs = [r for r in results if r.duration and r.duration > LONG_S]
     gaps = [os.path.basename(r.log) for r in long_runs if Tally.of([r]).without]
+    real = [r for r in results if os.sep + os.path.join("fixtures", "real") + os.sep in r.log]
+    tr = Tally.of(real)
     out += ["", f"All {t.points} points from 10 % on, {len(results)} logs: median |error| trainwatch {pct(tw)}, "
             f"linear {pct(t.median('linear'))}, tqdm {pct(t.median('tqdm'))}; the p10–p90 band held the real finish "
-            f"at {pct(t.coverage())} of them; {t.without} points without a forecast.", "",
+            f"at {pct(t.coverage())} of them; {t.without} points without a forecast."
+            + (f" The {len(real)} real CPU runs alone ({tr.points} points): trainwatch {pct(tr.median('trainwatch'))}, "
+               f"linear {pct(tr.median('linear'))}, tqdm {pct(tr.median('tqdm'))}, band {pct(tr.coverage())}."
+               if real and len(real) < len(results) else ""), "",
             f"Targets: median ≤ 2 %: {_check(tw is not None and tw <= 0.02)}; ≤ ½ of the better baseline "
             f"({pct(better)}): {_check(tw is not None and better is not None and tw <= better / 2)}; band 75–85 %: "
             f"{_check(t.coverage() is not None and 0.75 <= t.coverage() <= 0.85)}; "  # type: ignore[operator]
