@@ -169,7 +169,7 @@ def test_an_eval_on_an_unprinted_iteration_is_timed_by_the_stamps_around_it() ->
 def test_a_slow_step_between_evals_is_speed_not_an_eval() -> None:
     """A neighbour making one step 4× slower is what the rest of the run may see too; it is no eval's cost."""
     state = run(upto=1000, eval_interval=500)
-    before = state.overhead_count
+    before = len(state.eval_costs)
     Ingest(NanoGptParser(), state).feed_lines(["iter 1010: loss 2.0, time 400.00ms, mfu 10.00%"], None)
-    assert state.overhead_count == before and state.last is not None and state.last.overhead
+    assert len(state.eval_costs) == before and state.last is not None and state.last.overhead
     assert forecast(state, now=1000.0).iter_s == pytest.approx(0.1 * (1 + 3 / 100), rel=0.02)

@@ -49,7 +49,7 @@ def test_clock_fills_unprinted_iterations_and_counts_evals_once() -> None:
     state = fold(lines)
     # iter 0 (5 s) + 9 lines × (100 ms + 9 unprinted × 100 ms) + eval iteration 3.1 s + 9 × 100 ms
     assert abs(state.clock_s - (5.0 + 9 * 1.0 + 3.1 + 0.9)) < 1e-6
-    assert state.overhead_count == 1 and abs(state.overhead_s - 3.0) < 1e-6
+    assert len(state.eval_costs) == 1 and abs(state.eval_costs[0] - 3.0) < 1e-6
 
 
 def test_status_crashed_then_running_again_after_restart() -> None:

@@ -1,10 +1,10 @@
 """The forecaster: pure functions of a run state and `now`.
 
-Model: the remaining time is (iterations left) × (steady-state time per iteration) + (evals left) ×
-(measured overhead per eval). The steady state comes from non-overhead samples of the current
-segment: a trimmed mean over a recent window that restarts at a detected change of level, so it
-follows throttling or a neighbour job but not single noisy samples. The band widens with the share
-of the run still ahead and with how much this run's speed has wandered so far.
+Model: the remaining time is (iterations left) × (time per iteration ahead) + (evals left) × (what an
+eval adds). The time per iteration comes from the current segment's samples (monitor.model.samples):
+the segment's long mean, with today's departure from it carried only as long as this run's departures
+last, or a clear trend (monitor.model.speed). The band widens with the share of the run still ahead,
+more toward slower, and with how much this run's speed has wandered so far.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ EVAL_PRIOR_WEIGHT = 2  # the eval cost nanoGPT's settings imply counts as this m
 LIVE_WINDOW = 1000
 LIVE_MIN_S = 30.0
 LIVE_RATIO = (0.7, 1.5)
-
-
 
 
 def live_correction(state: RunState) -> float:

@@ -65,9 +65,8 @@ class RunState:
     error: ErrorEvent | None = None  # the first error after the last progress: the root cause
     evaluating: bool = False  # an eval line came and its iteration line has not yet
     iteration_lines: int = 0
-    overhead_s: float = 0.0  # time of eval/checkpoint iterations beyond a typical step
-    overhead_count: int = 0
-    eval_costs: deque[float] = field(default_factory=lambda: deque(maxlen=64))  # the latest evals' overheads
+    eval_costs: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+    """The latest evals' (and checkpoints') time beyond a typical step, oldest first."""
     nonfinite_since: int | None = None  # first iteration of the current run of NaN/inf losses
     first_nonfinite: tuple[int, float] | None = None  # the first NaN/inf loss ever seen: (iteration, loss)
     recent_dt: deque[float] = field(default_factory=lambda: deque(maxlen=21))  # steady durations, newest last
@@ -198,8 +197,6 @@ class RunState:
             filler = (gap - 1) * (typical if typical is not None else dt)
             self.clock_s += dt + filler
             if overhead and not warmup and typical is not None and dt > typical and self._at_eval(event.iter):
-                self.overhead_s += dt - typical
-                self.overhead_count += 1
                 self.eval_costs.append(dt - typical)
             elif not overhead:
                 self.recent_dt.append(dt)
