@@ -21,9 +21,9 @@ from monitor.snapshot import Forecast
 
 MIN_SAMPLES = 3
 Z90 = 1.2816  # standard normal quantile for p90
-SPREAD_SCALE = 0.8  # calibration of the measured spread (see _relative_sigma)
-UNSEEN_SLOWDOWN = 0.3  # log-scale spread per unit of run still ahead, for slowdowns not yet seen
-UNSEEN_SPEEDUP = 0.02  # … and for speed-ups
+SPREAD_SCALE = 1.0  # calibration of the measured spread (see _relative_sigma)
+UNSEEN_SLOWDOWN = 0.25  # log-scale spread per unit of run still ahead, for slowdowns not yet seen
+UNSEEN_SPEEDUP = 0.1  # … and for speed-ups
 MAX_SIGMA = 2.0  # a band of ×13 either way says "unknown"; absurd samples must not overflow exp()
 EVAL_PRIOR_WEIGHT = 2  # the eval cost nanoGPT's settings imply counts as this many measured evals
 LIVE_WINDOW = 1000
