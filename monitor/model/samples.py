@@ -60,11 +60,9 @@ def _stamped(pts: list[IterPoint], interval: int) -> Samples:
         return out
     out = Samples()
     close = [p.dt_s is not None and p.t - prev.t < BURST_RATIO * p.dt_s for prev, p in pairs]
-    start = 0  # first pair of the current read: lines stamped together
-    for k in range(len(pairs) + 1):
-        if k < len(pairs) and (k == start or close[k]):
-            continue
-        read, start = pairs[start:k], k
+    starts = [0, *(k for k, c in enumerate(close) if not c and k), len(pairs)]  # reads: lines stamped together
+    for a, b in zip(starts, starts[1:], strict=False):
+        read = pairs[a:b]
         if len(read) >= BURST_LINES:
             out.steady.extend((p.iter, p.dt_s) for _, p in read[1:]
                               if p.dt_s is not None and not _holds_eval(p.iter - 1, p, interval))
