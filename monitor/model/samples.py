@@ -8,6 +8,7 @@ that was merely slow (a neighbour took the core) is one: the rest of the run wil
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from monitor.model.state import RunState
@@ -37,8 +38,8 @@ def measure(state: RunState, segment: int) -> Samples:
         found = Samples([(p.iter, p.dt_s) for p in current[1:]
                          if p.dt_s is not None and not _holds_eval(p.iter - 1, p, interval)])
     xs = [s for _, s in found.steady]
-    if not xs or max(xs) <= (cap := PAUSE_FACTOR * statistics.median(xs)):
-        return found
+    if not xs or (top := max(xs)) <= PAUSE_FACTOR * min(xs) or top <= (cap := PAUSE_FACTOR * statistics.median(xs)):
+        return found  # (no step ten times the fastest needs no median: the usual case, and cheap)
     return Samples([(i, s) for i, s in found.steady if s <= cap], found.eval_gaps)
 
 
@@ -54,11 +55,11 @@ def _stamped(pts: list[IterPoint], interval: int) -> Samples:
     only timing there is (as for a burst read live), and the gap before a burst's first line spans the whole
     burst before it, so it is no sample. A few lines delivered together late keep their stamped gaps: one
     long, the next short, they average out."""
-    pairs = list(zip(pts, pts[1:], strict=False))
-    out = _timed(pairs, interval)
+    out = _timed(zip(pts, pts[1:], strict=False), interval)
     if out is not None:  # every line came on its own (the usual unbuffered log): every gap is timed
         return out
     out = Samples()
+    pairs = list(zip(pts, pts[1:], strict=False))
     close = [p.dt_s is not None and p.t - prev.t < BURST_RATIO * p.dt_s for prev, p in pairs]
     starts = [0, *(k for k, c in enumerate(close) if not c and k), len(pairs)]  # reads: lines stamped together
     for a, b in zip(starts, starts[1:], strict=False):
@@ -74,18 +75,19 @@ def _stamped(pts: list[IterPoint], interval: int) -> Samples:
     return out
 
 
-def _timed(pairs: list[tuple[IterPoint, IterPoint]], interval: int, check: bool = True) -> Samples | None:
+def _timed(pairs: Iterable[tuple[IterPoint, IterPoint]], interval: int, check: bool = True) -> Samples | None:
     """The stamped gaps between lines as steady samples or evals' times; None (with `check`) as soon as a
-    line turns out to have come with the one before."""
+    line turns out to have come with the one before. (On every new line, for every line: kept lean.)"""
     out = Samples()
+    steady, gaps = out.steady, out.eval_gaps
     for prev, p in pairs:
-        seconds = p.t - prev.t
-        if check and p.dt_s is not None and seconds < BURST_RATIO * p.dt_s:
+        seconds, dt = p.t - prev.t, p.dt_s
+        if check and dt is not None and seconds < BURST_RATIO * dt:
             return None
         if seconds <= 0:
             continue
-        if not _holds_eval(prev.iter, p, interval):
-            out.steady.append((p.iter, seconds / (p.iter - prev.iter)))
+        if p.iter // interval == prev.iter // interval if interval > 0 else not p.overhead:
+            steady.append((p.iter, seconds / (p.iter - prev.iter)))
         elif not p.overhead:  # the eval fell on an unprinted iteration: only the stamps saw it
-            out.eval_gaps.append((seconds, p.iter - prev.iter))
+            gaps.append((seconds, p.iter - prev.iter))
     return out
