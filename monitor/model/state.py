@@ -228,8 +228,11 @@ class RunState:
         return bool(event.dt_s is not None and typical and event.dt_s > OUTLIER_FACTOR * typical)
 
     def _at_eval(self, iteration: int) -> bool:
-        """Whether an eval could have run in this iteration: a slow step between evals (a neighbour took the
-        core) is no eval's cost, so it does not count toward the overhead each eval adds."""
+        """Whether an eval ran in this iteration: its eval line came just before (in a log that prints them),
+        or it is a multiple of eval_interval. A slow step between evals (a neighbour took the core) is no
+        eval's cost, so it does not count toward the overhead each eval adds."""
+        if self.last_eval is not None:
+            return self.evaluating
         interval = self.number("eval_interval")
         return not interval or interval <= 0 or iteration % int(interval) == 0
 
