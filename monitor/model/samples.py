@@ -86,7 +86,7 @@ def _timed(pairs: Iterable[tuple[IterPoint, IterPoint]], interval: int, check: b
             return None
         if seconds <= 0:
             continue
-        if p.iter // interval == prev.iter // interval if interval > 0 else not p.overhead:
+        if (p.iter // interval == prev.iter // interval) if interval > 0 else not p.overhead:
             steady.append((p.iter, seconds / (p.iter - prev.iter)))
         elif not p.overhead:  # the eval fell on an unprinted iteration: only the stamps saw it
             gaps.append((seconds, p.iter - prev.iter))
