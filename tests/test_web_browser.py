@@ -43,28 +43,28 @@ def test_the_page_follows_a_live_run_and_shows_log_text_as_text(tmp_path: Path) 
     try:
         with browser(tmp_path) as b:
             b.open(served.url + "/")
-            wait_for(lambda: "shakespeare-char" in b.text("#run-rows"), 30, "the run list")
+            wait_for(lambda: "shakespeare-char" in b.text("#run-rows"), 90, "the run list")
             pick(b, "shakespeare-char")
             last = max(i for line in run.lines[:run.written] if (i := run.iteration(line)) is not None)
-            wait_for(lambda: f"iter {last:,} of 2,000" in b.text("#facts"), 30, "the page to show the run")
+            wait_for(lambda: f"iter {last:,} of 2,000" in b.text("#facts"), 90, "the page to show the run")
             b.js("window.notReloaded = true;")
             for _ in range(6):
                 new = [i for line in run.more(2) if (i := run.iteration(line)) is not None]
-                wait_for(lambda n=new[-1]: f"iter {n:,} of 2,000" in b.text("#facts"), 15,
+                wait_for(lambda n=new[-1]: f"iter {n:,} of 2,000" in b.text("#facts"), 60,
                          f"the page to show iteration {new[-1]}")
             assert b.js("return window.notReloaded === true;"), "the page reloaded"
             assert b.text("#link") == "live"
 
             # the hostile name is text in the run list, nothing ran, nothing was parsed as markup
-            wait_for(lambda: HOSTILE in b.text("#run-rows"), 15, "the hostile run in the list")
+            wait_for(lambda: HOSTILE in b.text("#run-rows"), 60, "the hostile run in the list")
             assert b.js("return document.querySelectorAll('img, #run-rows script').length;") == 0
             assert not b.alert_open()
             pick(b, HOSTILE)
-            wait_for(lambda: b.text("#run-name") == HOSTILE, 15, "the hostile run's own view")
+            wait_for(lambda: b.text("#run-name") == HOSTILE, 60, "the hostile run's own view")
             assert b.js("return document.title;") == f"{HOSTILE} — trainwatch"
             assert b.js("return document.querySelectorAll('img').length;") == 0 and not b.alert_open()
             pick(b, "shakespeare-char")
-            wait_for(lambda: b.text("#run-name") == "shakespeare-char", 15, "back to the first run")
+            wait_for(lambda: b.text("#run-name") == "shakespeare-char", 60, "back to the first run")
 
             # the charts are drawn; the console has no CSP violation or script error
             assert b.js("return document.querySelector('#loss-chart path.smooth').getAttribute('d').length;") > 100
@@ -80,7 +80,7 @@ def test_the_page_follows_a_live_run_and_shows_log_text_as_text(tmp_path: Path) 
                 (ROOT / "docs" / "web.png").write_bytes(shot)
 
             b.resize(390, 844)  # a phone
-            wait_for(lambda: b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;"), 10,
+            wait_for(lambda: b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;"), 60,
                      "the page to fit a phone's width")
             assert "of 2,000" in b.text("#facts")
     finally:
@@ -93,7 +93,7 @@ def test_without_javascript_the_server_rendered_list_reads(tmp_path: Path) -> No
     try:
         with browser(tmp_path) as b:
             b.open(served.url + "/")
-            wait_for(lambda: "plain" in b.text("#run-rows"), 30, "the run list")
+            wait_for(lambda: "plain" in b.text("#run-rows"), 90, "the run list")
             # the script replaces the list from the API; the server's own rows say the same
             b.open(f"view-source:{served.url}/")
             src = b.text("body")
@@ -119,7 +119,7 @@ def test_the_predicted_final_loss_is_drawn_when_the_snapshot_carries_it(tmp_path
     try:
         with browser(tmp_path) as b:
             b.open(f"http://127.0.0.1:{server.server_port}/")
-            wait_for(lambda: "predicted final val loss" in b.text("#facts"), 30, "the prediction in the facts")
+            wait_for(lambda: "predicted final val loss" in b.text("#facts"), 90, "the prediction in the facts")
             assert "3.0500 (2.9800 – 3.1400)" in b.text("#facts")
             assert b.js("return document.querySelectorAll('#loss-chart path.pred, #loss-chart polygon.pred-band')"
                         ".length;") == 2
@@ -138,13 +138,13 @@ def test_the_page_says_when_the_server_is_gone_and_comes_back_with_it(tmp_path: 
     try:
         with browser(tmp_path) as b:
             b.open(served.url + "/")
-            wait_for(lambda: b.text("#link") == "live" and "of 2,000" in b.text("#facts"), 30, "the live page")
+            wait_for(lambda: b.text("#link") == "live" and "of 2,000" in b.text("#facts"), 90, "the live page")
             served.stop()
-            wait_for(lambda: "connection lost" in b.text("#link"), 30, "the lost link to show")
+            wait_for(lambda: "connection lost" in b.text("#link"), 90, "the lost link to show")
             run.more(6)
             served = start_serve(tmp_path, str(run.path), port=port)
             last = max(i for line in run.lines[:run.written] if (i := run.iteration(line)) is not None)
-            wait_for(lambda: f"iter {last:,} of 2,000" in b.text("#facts"), 30, "the page to catch up")
+            wait_for(lambda: f"iter {last:,} of 2,000" in b.text("#facts"), 90, "the page to catch up")
             assert b.text("#link") == "live"
     finally:
         served.stop()
