@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from monitor.model.backtest import Backtest
+from monitor.model.backtest import LOSS_PREDICTORS, Backtest
 from monitor.units import duration, printable
 
 SCHEMA = "trainwatch.backtest/1"
@@ -19,12 +19,19 @@ def to_dict(b: Backtest) -> dict[str, Any]:
         "started_at": b.started_at,
         "finished_at": b.finished_at,
         "max_iters": b.max_iters,
+        "final_val": b.final_val,
         "points": [{"fraction": p.fraction, "at": p.at, "iter": p.iter, "eta_s": p.eta_s,
                     "predicted_finish": p.predicted_finish, "p10": p.p10, "p90": p.p90, "eta_reason": p.eta_reason,
-                    "baselines": {"linear": p.linear_finish, "tqdm": p.tqdm_finish}} for p in b.points],
+                    "baselines": {"linear": p.linear_finish, "tqdm": p.tqdm_finish},
+                    "final_loss": p.final_loss, "final_loss_p10": p.final_loss_p10,
+                    "final_loss_p90": p.final_loss_p90, "final_loss_reason": p.final_loss_reason,
+                    "final_loss_baselines": {"stays": p.final_stays, "power_law": p.final_power_law}}
+                   for p in b.points],
         "summary": {
             "median_abs_error_ratio": {w: b.median_error(w) for w in ("trainwatch", "linear", "tqdm")},
             "band_coverage": b.coverage(),
+            "final_loss_median_abs_error": {w: b.median_loss_error(w) for w in LOSS_PREDICTORS},
+            "final_loss_band_coverage": b.loss_coverage(),
         },
     }
 
@@ -49,7 +56,33 @@ def to_text(b: Backtest) -> str:
     summary = ("median error from 10 %: " + ", ".join(
         f"{w} {_pct(b.median_error(w))}" for w in ("trainwatch", "linear", "tqdm"))
         + f"; band holds the truth at {_pct(cov)} of points")
-    return "\n".join([head, *rows, summary])
+    return "\n".join([head, *rows, summary, "", _loss_table(b)])
+
+
+def _loss_table(b: Backtest) -> str:
+    """The final-loss prediction at each point, its error beside the two baselines."""
+    if b.final_val is None:
+        return "final val loss: the log has no validation loss at max_iters, so nothing to compare against"
+    rows = [f"final val loss {b.final_val:.4f}; error = predicted − real",
+            f"{'at':>5} {'predicted':>10} {'error':>8} {'p10–p90 holds':>14} {'it stays':>9} {'power law':>10}"]
+    for p in b.points:
+        if p.final_loss is None:
+            rows.append(f"{p.fraction:>5.0%} {'—':>10} {'':>8} {'':>14} {_lerr(p.final_stays, b):>9} "
+                        f"{_lerr(p.final_power_law, b):>10}  ({printable(p.final_loss_reason or '')})")
+            continue
+        holds = "yes" if p.final_loss_p10 is not None and p.final_loss_p90 is not None and \
+            p.final_loss_p10 <= b.final_val <= p.final_loss_p90 else "no"
+        rows.append(f"{p.fraction:>5.0%} {p.final_loss:>10.4f} {_lerr(p.final_loss, b):>8} {holds:>14} "
+                    f"{_lerr(p.final_stays, b):>9} {_lerr(p.final_power_law, b):>10}")
+    med = {w: b.median_loss_error(w) for w in LOSS_PREDICTORS}
+    rows.append("median |error| from 20 %: " + ", ".join(
+        f"{w} {'—' if v is None else f'{v:.4f}'}" for w, v in med.items())
+        + f"; band holds the truth at {_pct(b.loss_coverage())} of points")
+    return "\n".join(rows)
+
+
+def _lerr(pred: float | None, b: Backtest) -> str:
+    return "—" if pred is None or b.final_val is None else f"{pred - b.final_val:+.4f}"
 
 
 def _err(pred: float | None, b: Backtest) -> str:

@@ -114,12 +114,15 @@ RUN_SERIES: tuple[Family[Snapshot], ...] = (
     Family("trainwatch_lines_total", "counter", "Log lines read.", lambda s: s.lines),
     Family("trainwatch_parse_errors_total", "counter", "Log lines the parser could not read.",
            lambda s: s.parse_errors),
+    Family("trainwatch_target_loss", "gauge", "The final validation loss the user hopes for (--target-loss).",
+           lambda s: s.target_loss),
     Family("trainwatch_snapshot_timestamp_seconds", "gauge",
            "When this run's snapshot was taken, unix seconds (stops moving if the monitor hangs).",
            lambda s: s.taken_at),
 )
 
 ETA_PERCENTILES = (("10", "eta_p10_s"), ("50", "eta_s"), ("90", "eta_p90_s"))
+LOSS_PERCENTILES = (("10", "p10"), ("50", "p50"), ("90", "p90"))
 """The ETA band's label is `percentile`, not `quantile`: Prometheus reserves `quantile` for summaries
 (`promtool check metrics` rejects it on a gauge), and a forecast band is not a summary of observations."""
 
@@ -128,6 +131,8 @@ LABELLED = {  # families whose samples carry labels of their own besides run / g
     "trainwatch_run_info": "One series per followed run: its log and format (always 1).",
     "trainwatch_run_state": "1 for the run's current state, 0 for the others.",
     "trainwatch_eta_seconds": "Time left until the run finishes: the forecast's 10th, 50th and 90th percentile.",
+    "trainwatch_final_loss_predicted": "The validation loss (or bpb) predicted at max_iters: "
+                                       "its 10th, 50th and 90th percentile.",
     "trainwatch_error_info": "Present while the run is crashed: the error's type (always 1).",
     "trainwatch_gpu_info": "One series per GPU: its model name (always 1).",
     "trainwatch_gpu_throttle_reason_info": "One series per active clock-throttle reason of a GPU (always 1).",
@@ -185,6 +190,7 @@ class TrainwatchCollector(Collector):
     def _run_families(self, snaps: Sequence[Snapshot]) -> Iterator[Metric]:
         info, state = _gauge("trainwatch_run_info"), _gauge("trainwatch_run_state")
         eta, error = _gauge("trainwatch_eta_seconds"), _gauge("trainwatch_error_info")
+        final = _gauge("trainwatch_final_loss_predicted")
         families = [(s, s.empty()) for s in RUN_SERIES]
         for snap in snaps:
             labels = {**snap.labels, "run": snap.run}
@@ -193,13 +199,15 @@ class TrainwatchCollector(Collector):
                 state.add_sample(state.name, {**labels, "state": name}, 1.0 if snap.state == name else 0.0)
             for percentile, field in ETA_PERCENTILES:
                 _add(eta, eta.name, {**labels, "percentile": percentile}, getattr(snap.forecast, field))
+            for percentile, field in LOSS_PERCENTILES:
+                _add(final, final.name, {**labels, "percentile": percentile}, getattr(snap.final_loss, field))
             if snap.error_type is not None:
                 error.add_sample(error.name, {**labels, "type": snap.error_type}, 1.0)
             for series, family in families:
                 _add(family, _sample_name(family), labels, series.value(snap))
         yield from (info, state)
         yield from (f for _, f in families)
-        yield from (eta, error)
+        yield from (eta, final, error)
 
 
 def _gpu_families(gpus: Sequence[GpuSample]) -> Iterator[Metric]:

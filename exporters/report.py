@@ -14,7 +14,7 @@ SCHEMA = "trainwatch.report/1"
 
 
 def to_dict(s: Snapshot) -> dict[str, Any]:
-    fc = s.forecast
+    fc, fl = s.forecast, s.final_loss
     out = {
         "schema": SCHEMA,
         "log": s.log,
@@ -23,7 +23,9 @@ def to_dict(s: Snapshot) -> dict[str, Any]:
         "state": s.state,
         "progress": {"iter": s.iter, "max_iters": s.max_iters, "max_iters_source": s.max_iters_source,
                      "fraction": s.fraction},
-        "loss": {"train": _num(s.train_loss), "val": _num(s.val_loss), "best_val": _num(s.best_val)},
+        "loss": {"train": _num(s.train_loss), "val": _num(s.val_loss), "best_val": _num(s.best_val),
+                 "final_p50": fl.p50, "final_p10": fl.p10, "final_p90": fl.p90, "final_of": fl.of,
+                 "final_reason": fl.reason, "final_schedule": fl.schedule or None, "target": s.target_loss},
         "tokens": {"per_iter": s.tokens_per_iter, "seen": s.tokens_seen, "total": s.tokens_total,
                    "per_second": fc.tokens_per_s, "dataset": s.dataset_tokens, "epochs": s.epochs,
                    "epochs_total": s.epochs_total},
@@ -74,6 +76,7 @@ def to_text(s: Snapshot) -> str:
         ("state", s.state + (f" — {s.error_type}: {s.error_message}" if s.error_type else "")),
         ("progress", _progress(s)),
         ("loss", f"train {_f(s.train_loss)}   val {_f(s.val_loss)}   best val {_f(s.best_val)}"),
+        ("final loss", _final(s)),
         ("tokens/iter", _tokens_per_iter(s)),
         ("tokens", f"{human(s.tokens_seen)} seen of {human(s.tokens_total)}"
                    + (f"   {human(fc.tokens_per_s)}/s" if fc.tokens_per_s else "")),
@@ -92,6 +95,17 @@ def to_text(s: Snapshot) -> str:
         rows.append(("plan", plan_line(s.plan)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {printable(v)}" for k, v in rows)
+
+
+def _final(s: Snapshot) -> str:
+    fl = s.final_loss
+    if s.state == "finished" and s.val_loss is not None:
+        half = s.final_loss_halfway
+        said = f"   (predicted at 50 %: {half.p50:.2f}, {half.p10:.2f}–{half.p90:.2f})" \
+            if half and half.p50 is not None and half.p10 is not None and half.p90 is not None else ""
+        return f"{fl.of} {s.val_loss:.4f} reached{said}"
+    text = fl.line() if fl.p50 is not None else f"— ({fl.reason})"
+    return text + (f"   ({fl.schedule})" if fl.schedule and fl.p50 is not None else "")
 
 
 def _f(v: float | None) -> str:

@@ -8,8 +8,9 @@ Where is X?
 - the types every view reads (Snapshot, Forecast, IterPoint, GpuSample, Alert, RunTelemetry, GpuSpec, PlanCheck):
   `snapshot.py`, standard library only;
 - following a file (offsets, truncation, rotation, inotify or polling), reading one once: `follow/`;
-- run state, forecast, tokens and FLOPs, building the snapshot, the backtest replay, what a run will need
-  (`model/plan.py`), a Slurm job's end state and time limit (`model/job.py`; all pure): `model/`;
+- run state, forecast, tokens and FLOPs, the final-loss prediction, building the snapshot, the backtest
+  replay, what a run will need (`model/plan.py`), a Slurm job's end state and time limit (`model/job.py`; all
+  pure): `model/`;
 - GPUs through NVML, the process writing a log, energy, the GPU table: `hardware/`;
 - alert rules, what already fired (on disk), running them on each publish: `alerts/`;
 - `trainwatch simulate`, a fake nanoGPT run: `sim/`;

@@ -26,6 +26,7 @@ class IterPoint:
     segment: int
     tokens_per_s: float | None = None
     mfu: float | None = None
+    lr: float | None = None  # as printed (llm.c's lr, nanochat's multiplier lrm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,25 @@ class Forecast:
     stalled_s: float | None = None  # silence beyond what the speed explains, when stalled
     expected_gap_s: float | None = None  # expected time between two progress lines
     slowdown: float | None = None  # current level ÷ the run's earlier steady level, when it changed
+
+
+@dataclass(frozen=True, slots=True)
+class FinalLoss:
+    """The predicted validation loss at max_iters: p50 with a p10–p90 band, or a reason for none."""
+
+    p50: float | None = None
+    p10: float | None = None
+    p90: float | None = None
+    of: str = "val"  # val (nats) | bpb (nanochat's bits per byte)
+    reason: str | None = None
+    schedule: str = ""  # how the lr schedule is known, in words
+    path: tuple[tuple[int, float, float, float], ...] = ()  # (iter, p10, p50, p90) from now to max_iters
+
+    def line(self) -> str:
+        """`val → 3.28 (3.25–3.31) at the end`: the prediction in the words every view uses."""
+        if self.p50 is None or self.p10 is None or self.p90 is None:
+            return f"{self.of} → —"
+        return f"{self.of} → {self.p50:.2f} ({self.p10:.2f}–{self.p90:.2f}) at the end"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +226,9 @@ class Snapshot:
     last_checkpoint_iter: int | None = None  # the iteration the last saved checkpoint holds
     job_end_at: float | None = None  # when the run's batch job (Slurm) is ended by its time limit
     time_limit: TimeLimit | None = None  # set while the forecast finish is past job_end_at
+    final_loss: FinalLoss = field(default_factory=FinalLoss)  # the predicted val loss at max_iters
+    target_loss: float | None = None  # the val loss the user hopes for (--target-loss)
+    final_loss_halfway: FinalLoss | None = None  # once finished: what was predicted at 50 %
 
     @property
     def epochs(self) -> float | None:
@@ -224,7 +247,7 @@ class Snapshot:
 class Alert:
     run: str
     kind: str  # finishing | finish-moved | finished | crashed | stalled | nan | diverging | slowdown | milestone
-    #            | time-limit | job-ended
+    #            | time-limit | job-ended | target (the predicted final loss against --target-loss)
     title: str
     body: str
     level: str  # info | success | warning | failure (apprise's notify types)

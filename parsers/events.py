@@ -21,6 +21,7 @@ class Iteration:
     tokens_per_s: float | None = None
     train_time_s: float | None = None  # cumulative training time the script itself prints
     eta_s: float | None = None  # an ETA the script itself prints
+    lr: float | None = None  # the learning rate (or its multiplier, nanochat's lrm) the script printed
 
 
 @dataclass(frozen=True, slots=True)

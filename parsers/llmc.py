@@ -19,7 +19,7 @@ _STEP = re.compile(rf"^step\s+({INT})/({INT})\s*[|:]\s*(?:train )?loss\s+({NUM})
 _STEP_C = re.compile(rf"^step ({INT}): train loss ({NUM}) \(took ({NUM}) ms\)")  # train_gpt2.c, 0-based
 _FIELD_SPLIT = re.compile(r"[|(),]")
 _VAL = re.compile(rf"^val loss ({NUM})")
-_MAINLOG = re.compile(rf"^s:({INT}) (trl|tel):({NUM})")
+_MAINLOG = re.compile(rf"^s:({INT}) (trl|tel):({NUM})(?: lr:({NUM}))?")
 _ROW = re.compile(r"^\| (.+?)\s*\| (.*?)\s*\|$")
 _NVML = re.compile(
     r"^\s+compute\s+([\d.]+)% \| memory: +[\d.]+% \| fan: +\d+% \| +\d+ MHz / +\d+ MHz \| +(\d+) W / +\d+ W"
@@ -46,6 +46,11 @@ _TABLE_ROWS: dict[str, str] = {
     "num_parameters": "params",
     "padded_vocab_size Vp": "vocab_size",
     "num_processes": "world_size",
+}
+_SCHEDULE_ROWS: dict[str, str] = {  # the learning-rate schedule, for the final-loss prediction
+    "learning rate (LR)": "learning_rate",
+    "warmup iterations": "warmup_iters",
+    "final LR fraction": "final_lr_frac",
 }
 
 
@@ -91,7 +96,7 @@ class LlmcParser(FormatDefaults):
         m = _STEP.match(line)
         if m:
             self._step = int(m.group(1))
-            ms, mfu, tokens = _fields(line[m.end():])
+            ms, mfu, tokens, lr = _fields(line[m.end():])
             return [Iteration(
                 iter=self._step,
                 loss=to_float(m.group(3)),
@@ -100,6 +105,7 @@ class LlmcParser(FormatDefaults):
                 mfu=mfu / 100.0 if mfu is not None and mfu >= 0 else None,
                 max_iters=int(m.group(2)),
                 tokens_per_s=tokens,
+                lr=lr,
             )]
         m = _STEP_C.match(line)
         if m:
@@ -120,6 +126,11 @@ class LlmcParser(FormatDefaults):
             return [RunStart("resume", "llm.c -y 1")]
         if key == "device":
             return [ConfigValue("gpu_name", value, "banner")]
+        if key == "LR scheduler":
+            return [ConfigValue("lr_scheduler", value, "banner")]
+        if key in _SCHEDULE_ROWS:
+            number = finite(to_float(value))
+            return [ConfigValue(_SCHEDULE_ROWS[key], number, "banner")] if number is not None else []
         if key == "peak TFlops":
             peak = finite(to_float(value))  # -1: llm.c has no figure for this GPU
             return [ConfigValue("gpu_peak_flops", peak * 1e12, "banner")] if peak and 0 < peak < 1e9 else []
@@ -184,11 +195,11 @@ class LlmcParser(FormatDefaults):
         return []
 
 
-def _fields(rest: str) -> tuple[float | None, float | None, float | None]:
-    """(ms, MFU %, tok/s) from the fields after the loss, in any of the step line's historical layouts.
+def _fields(rest: str) -> tuple[float | None, float | None, float | None, float | None]:
+    """(ms, MFU %, tok/s, lr) from the fields after the loss, in any of the step line's historical layouts.
 
     Split rather than searched: a search for a number before `ms` costs a scan per position."""
-    ms = mfu = tokens = None
+    ms = mfu = tokens = lr = None
     for part in _FIELD_SPLIT.split(rest):
         part = part.strip()
         if part.endswith(" ms"):
@@ -197,13 +208,15 @@ def _fields(rest: str) -> tuple[float | None, float | None, float | None]:
             mfu = finite(to_float(part.partition("%")[0]))
         elif part.endswith(" tok/s"):
             tokens = finite(to_float(part[:-6]))
-    return ms, mfu, tokens
+        elif part.startswith("lr "):
+            lr = finite(to_float(part[3:]))
+    return ms, mfu, tokens, lr
 
 
 def _mainlog(m: re.Match[str]) -> Event:
     s, value = int(m.group(1)), to_float(m.group(3))
     if m.group(2) == "trl":
-        return Iteration(s + 1, value)
+        return Iteration(s + 1, value, lr=finite(to_float(m.group(4))))
     return Eval(s, None, value)
 
 

@@ -33,6 +33,7 @@ _TOK = re.compile(r"\| tok/sec: ([\d,]+)")
 _MFU = re.compile(rf"\| (?:bf16_)?mfu: ({NUM})")
 _TOTAL = re.compile(rf"\| total time: ({NUM})m")
 _ETA = re.compile(rf"\| eta: ({NUM})m")
+_LRM = re.compile(rf"\| lrm: ({NUM})")
 
 
 def _real(text: str) -> float | None:
@@ -147,6 +148,7 @@ def _step_line(m: re.Match[str], line: str) -> Iteration:
     minutes = finite(_number(_TOTAL, line))
     eta = finite(_number(_ETA, line))
     mfu = finite(_number(_MFU, line))
+    lrm = finite(_number(_LRM, line))
     tok = _TOK.search(line)
     return Iteration(
         iter=it,
@@ -157,6 +159,7 @@ def _step_line(m: re.Match[str], line: str) -> Iteration:
         tokens_per_s=_real(tok.group(1)) if tok else None,
         train_time_s=minutes * 60.0 if minutes is not None else None,
         eta_s=eta * 60.0 if eta is not None else None,
+        lr=lrm,
     )
 
 

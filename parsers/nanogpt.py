@@ -12,7 +12,8 @@ from parsers.pyconfig import override_value, parse_assignment
 # nanoGPT's train.py defaults used only for what the log does not state, and always marked as defaults.
 DEFAULTS: dict[str, object] = {k: TRAIN_DEFAULTS[k] for k in (
     "max_iters", "log_interval", "eval_interval", "eval_iters", "eval_only", "always_save_checkpoint", "batch_size",
-    "block_size", "gradient_accumulation_steps", "n_layer", "n_head", "n_embd", "dataset", "out_dir", "init_from")}
+    "block_size", "gradient_accumulation_steps", "n_layer", "n_head", "n_embd", "dataset", "out_dir", "init_from",
+    "learning_rate", "decay_lr", "warmup_iters", "lr_decay_iters", "min_lr")}
 
 _ITER = re.compile(
     rf"iter ({INT}): loss ({NUM})(?: [A-Za-z]+)?, time ({NUM})ms(?:, mfu ({NUM})%)?"

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from monitor.snapshot import Energy, Forecast, GpuProcess, GpuSample, Snapshot
+from monitor.snapshot import Energy, FinalLoss, Forecast, GpuProcess, GpuSample, Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "exporters" / "alerts"
@@ -81,7 +81,9 @@ def full_snapshot(run: str = "shakespeare-char", **changes: Any) -> Snapshot:
         last_progress_at=T0 - 1.0, forecast=fc,
         energy=Energy(joules=2.2e5, source="nvml-counter", mean_power_w=312.5), energy_forecast_j=7.825e5,
         cost=None, checkpoints=5, error_type=None, error_message=None, lines=3012, parse_errors=1,
-        gpus=(gpu_sample(0),))
+        gpus=(gpu_sample(0),),
+        final_loss=FinalLoss(p50=1.3712, p10=1.3588, p90=1.3836, of="val", schedule="cosine (config)"),
+        target_loss=1.35)
     return replace(snap, **changes)
 
 

@@ -266,7 +266,7 @@ def test_llmc_step_line_fields() -> None:
         "step 19560/19560 | loss 3.253402 (-1.20z)| norm 0.2241 (-0.23z)| lr 0.00e+00 | 4368.24 ms | 30.9% bf16 MFU"
         " | 122878 tok/s")
     assert [asdict(e) for e in it] == [pytest.approx(asdict(Iteration(
-        19560, 3.253402, dt_s=4.36824, mfu=0.309, max_iters=19560, tokens_per_s=122878.0)))]
+        19560, 3.253402, dt_s=4.36824, mfu=0.309, max_iters=19560, tokens_per_s=122878.0, lr=0.0)))]
 
 
 @pytest.mark.parametrize(("line", "step", "max_iters", "ms", "tok_s"), [
@@ -346,7 +346,8 @@ def test_nanochat_phase_without_total_estimates_it_from_the_share_done() -> None
         "step 00151 (19.62%) | loss: 1.506816 | lrm: 1.00 | dt: 928.35ms | tok/sec: 282,374 | mfu: 49.85"
         " | total time: 2.21m")
     assert [asdict(e) for e in it] == [pytest.approx(asdict(Iteration(
-        151, 1.506816, dt_s=0.92835, mfu=0.4985, max_iters=770, tokens_per_s=282374.0, train_time_s=132.6)))]
+        151, 1.506816, dt_s=0.92835, mfu=0.4985, max_iters=770, tokens_per_s=282374.0, train_time_s=132.6,
+        lr=1.0)))]
 
 
 def test_hf_quoted_4g_values_and_bare_nan() -> None:

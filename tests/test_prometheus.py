@@ -371,13 +371,13 @@ def test_default_port_is_free_of_well_known_exporters() -> None:
 @needs_promtool
 def test_promtool_check_rules() -> None:
     r = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True)
-    assert r.returncode == 0 and "SUCCESS: 10 rules found" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "SUCCESS: 11 rules found" in r.stdout, r.stdout + r.stderr
 
 
 @needs_promtool
 def test_promtool_rule_unit_tests() -> None:
     """Stalled, loss NaN/inf, finishing soon, finished, crashed, throughput, exporter down, monitor stuck,
-    the Slurm time limit ahead and a job Slurm ended."""
+    the Slurm time limit ahead, a job Slurm ended, and a final loss predicted above the target."""
     r = subprocess.run(["promtool", "test", "rules", "trainwatch-rules.test.yml"], cwd=ALERTS,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -391,7 +391,8 @@ def test_promtool_rule_unit_tests() -> None:
     ("clamp_min(10 * trainwatch_expected_line_interval_seconds, 5 * 60)",
      "clamp_min(10 * trainwatch_expected_line_interval_seconds, 2 * 60)"),
     ("trainwatch_train_loss != trainwatch_train_loss or ", ""),
-], ids=["finishing-soon-ignores-stall", "time-limit", "stall-threshold", "nan"])
+    ('trainwatch_final_loss_predicted{percentile="10"}', 'trainwatch_final_loss_predicted{percentile="50"}'),
+], ids=["finishing-soon-ignores-stall", "time-limit", "stall-threshold", "nan", "target-uses-p10"])
 def test_rule_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:
     text = RULES.read_text()
     assert old in text

@@ -27,6 +27,7 @@ from monitor.sim.write import write
 from monitor.snapshot import (
     Energy,
     EvalPoint,
+    FinalLoss,
     Forecast,
     GpuProcess,
     GpuSample,
@@ -130,6 +131,13 @@ def synthetic(now: float = FIXED_NOW, *, run: str = "gpt2-124m-owt", state: str 
                   eta_p90_s=eta * 1.11, finish_at=now + eta, finish_p10=now + eta * 0.92, finish_p90=now + eta * 1.11,
                   tokens_per_s=tokens_per_s, expected_gap_s=iter_s * 13, slowdown=1.3)
     seen, total = (last_iter + 1) * tokens_per_iter, (max_iters + 1) * tokens_per_iter
+    path = []
+    for k in range(25):  # the predicted val path: the curve's own continuation, a cosine's end drop, a widening band
+        i = last_iter + (max_iters - last_iter) * k // 24
+        mid = 2.96 + 0.9 * (1 + i / 2000) ** -0.6 - 0.12 * (k / 24) ** 2
+        path.append((i, mid - 0.01 - 0.03 * k / 24, mid, mid + 0.01 + 0.03 * k / 24))
+    final = FinalLoss(p50=path[-1][2], p10=path[-1][1], p90=path[-1][3], of="val",
+                      schedule="cosine to 0.1× at iter 20,000 (config)", path=tuple(path))
     return Snapshot(
         run=run, log=f"/runs/{run}/train.log", format="nanogpt", taken_at=now, state=state, iter=last_iter,
         max_iters=max_iters, max_iters_source="log", fraction=(last_iter + 1) / (max_iters + 1),
@@ -142,7 +150,7 @@ def synthetic(now: float = FIXED_NOW, *, run: str = "gpt2-124m-owt", state: str 
         energy_forecast_j=power * (elapsed + eta), cost=power * elapsed / 3.6e6 * 0.30, checkpoints=len(evals) - 1,
         error_type=None, error_message=None, lines=9_412, parse_errors=0,
         settings={"max_iters": Setting(max_iters, "log")}, history=tuple(history), evals=tuple(evals),
-        notes=tuple(notes), gpus=gpus(now))
+        notes=tuple(notes), gpus=gpus(now), final_loss=final)
 
 
 async def save_screenshot(path: str, size: tuple[int, int] = (120, 40)) -> None:

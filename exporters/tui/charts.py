@@ -20,6 +20,7 @@ from monitor.units import human
 TRAIN_RAW = (95, 110, 150)
 TRAIN_SMOOTH = (80, 200, 255)
 VAL = (255, 160, 40)
+FORECAST = (190, 130, 60)  # the predicted val path: VAL, dimmed
 STEADY = (120, 220, 120)
 PAUSE = (255, 90, 90)
 LEVEL = (200, 200, 200)
@@ -43,7 +44,7 @@ def loss_legend(log_scale: bool) -> Text:
     """The chart's title line doubles as its legend: plotext's own legend sits on the curve's start."""
     return Text.assemble(("loss", "bold"), " (log scale)" if log_scale else "", "   ",
                          ("⣿ train", _rgb(TRAIN_RAW)), "  ", ("⣿ smoothed", _rgb(TRAIN_SMOOTH)), "  ",
-                         ("◆ val", _rgb(VAL)), " ")
+                         ("◆ val", _rgb(VAL)), "  ", ("·· predicted", _rgb(FORECAST)), " ")
 
 
 def speed_legend(unit: str, level_ms: float | None, tokens_per_s: float | None) -> Text:
@@ -109,7 +110,7 @@ class LossChart(Chart):
 
     def _prepare(self) -> None:
         if self._snap is not None:
-            self._data = loss_data(self._snap.history, self._snap.evals, _width(self))
+            self._data = loss_data(self._snap.history, self._snap.evals, _width(self), self._snap.final_loss.path)
             self.refresh()
 
     def render(self) -> RenderResult:
@@ -120,14 +121,22 @@ class LossChart(Chart):
         plt.clear_data()
         plt.clear_figure()
         if self.log_scale:
-            d = LossData(d.train.positive(), d.smooth.positive(), d.val.positive())
+            lo, mid, hi = d.forecast
+            d = LossData(d.train.positive(), d.smooth.positive(), d.val.positive(),
+                         (lo.positive(), mid.positive(), hi.positive()))
         if d.train:
             plt.plot(d.train.xs, d.train.ys, marker="braille", color=TRAIN_RAW)
             plt.plot(d.smooth.xs, d.smooth.ys, marker="braille", color=TRAIN_SMOOTH)
+        lo, mid, hi = d.forecast
+        for edge in (lo, hi):  # dotted: a forecast, not data
+            if edge:
+                plt.scatter(edge.xs, edge.ys, marker="·", color=FORECAST)
+        if mid:
+            plt.scatter(mid.xs, mid.ys, marker="•", color=FORECAST)
         if d.val:
             plt.scatter(d.val.xs, d.val.ys, marker="◆", color=VAL)
         plt.yscale("log" if self.log_scale else "linear")
-        _iteration_axis(self, d.train, d.val)
+        _iteration_axis(self, d.train, d.val, mid)
         return super().render()
 
 

@@ -33,6 +33,7 @@ class LossData:
     train: PlotLine  # the logged losses, bucketed
     smooth: PlotLine  # an exponential moving average of the same
     val: PlotLine  # one marker per eval
+    forecast: tuple[PlotLine, PlotLine, PlotLine] = (PlotLine(), PlotLine(), PlotLine())  # predicted val p10, p50, p90
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,8 @@ def ema(ys: Sequence[float], span: float) -> list[float]:
     return out
 
 
-def loss_data(history: Sequence[IterPoint], evals: Sequence[EvalPoint], width: int) -> LossData:
+def loss_data(history: Sequence[IterPoint], evals: Sequence[EvalPoint], width: int,
+              forecast: Sequence[tuple[int, float, float, float]] = ()) -> LossData:
     path = [p for p in current_path(history) if p.loss is not None and math.isfinite(p.loss)]
     xs = [float(p.iter) for p in path]
     ys = [p.loss for p in path if p.loss is not None]
@@ -96,8 +98,14 @@ def loss_data(history: Sequence[IterPoint], evals: Sequence[EvalPoint], width: i
     # Evals of an abandoned stretch after a restart would sit beside the current path: keep the latest per iter.
     by_iter = dict(val)
     vx = sorted(by_iter)
+    fx = tuple(float(p[0]) for p in forecast)
+
+    def line(k: int) -> PlotLine:
+        return PlotLine(fx, tuple(p[k] for p in forecast))
+
     return LossData(bucket(xs, ys, n), bucket(xs, smooth, n),
-                    PlotLine(tuple(vx), tuple(by_iter[x] for x in vx)))
+                    PlotLine(tuple(vx), tuple(by_iter[x] for x in vx)),
+                    (line(1), line(2), line(3)))
 
 
 def speed_data(history: Sequence[IterPoint], width: int, level_s: float | None) -> SpeedData:

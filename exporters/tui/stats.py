@@ -43,6 +43,10 @@ def stats_text(s: Snapshot) -> Text:
     fc = s.forecast
     t = Text(no_wrap=True, overflow="ellipsis")
     _row(t, "loss", "train ", _loss(s.train_loss), "  val ", _loss(s.val_loss), "  best ", _loss(s.best_val))
+    fl = s.final_loss
+    if s.state != "finished":
+        _row(t, "final", fl.line() if fl.p50 is not None else _dim(f"— ({fl.reason})" if fl.reason else "—"),
+             _dim("  schedule guessed") if fl.p50 is not None and "assumed" in fl.schedule else "")
     _row(t, "tokens", _of(s.tokens_seen, s.tokens_total),
          _dim(f"  {human(fc.tokens_per_s)}/s") if fc.tokens_per_s else "")
     if s.epochs is not None:

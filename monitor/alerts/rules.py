@@ -149,6 +149,9 @@ def _finished(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterat
     if losses:
         best = f" (best val {s.best_val:.4f})" if s.best_val is not None and s.best_val != s.val_loss else ""
         parts.append(", ".join(losses) + best)
+    half = s.final_loss_halfway
+    if half is not None and half.p50 is not None and half.p10 is not None and half.p90 is not None:
+        parts.append(f"at 50 % the predicted final {half.of} was {half.p50:.4f} ({half.p10:.4f}–{half.p90:.4f})")
     if s.energy.joules is not None:
         parts.append(f"{s.energy.joules / 3.6e6:.2f} kWh" + (f", cost {s.cost:.2f}" if s.cost is not None else ""))
     yield _Finding("finished", "finished", f"{s.run}: finished", "; ".join(parts) + ".", "success")
@@ -299,8 +302,25 @@ def _job_ended(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Itera
                    f"Slurm ended {what}: {s.state}.{_progress(s)}{ckpt}", "failure")
 
 
+def _target(s: Snapshot, m: RunMemory, now: float, cfg: AlertConfig) -> Iterator[_Finding]:
+    """Once when even the optimistic end of the predicted band (p10) is above the user's target, and once
+    more only if the band comes back within reach."""
+    fl, target = s.final_loss, s.target_loss
+    if target is None or s.state not in LIVE or fl.p50 is None or fl.p10 is None or fl.p90 is None:
+        return
+    band = f"{fl.p50:.2f} ({fl.p10:.2f}–{fl.p90:.2f})"
+    if fl.p10 > target:
+        yield _Finding("target", "target-missed", f"{s.run}: likely to end above your target {target:g}",
+                       f"The run will most likely end at {band}, above your target {target:g}.{_progress(s)}",
+                       "warning")
+    elif "target-missed" in m.fired:
+        yield _Finding("target", "target-in-reach", f"{s.run}: your target {target:g} is within reach again",
+                       f"The run will most likely end at {band}: your target {target:g} is within the band."
+                       f"{_progress(s)}", "info")
+
+
 RULES: tuple[Rule, ...] = (_crashed, _finished, _stalled, _nan, _diverging, _slowdown, _finishing, _finish_moved,
-                           _milestones, _time_limit, _job_ended)
+                           _milestones, _time_limit, _job_ended, _target)
 
 
 # ---- helpers -------------------------------------------------------------------------------------

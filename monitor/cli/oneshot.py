@@ -45,7 +45,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     now = time.time()
     snap = build_snapshot(ingest.state, run=run_name(args, args.log), log=args.log, now=now,
                           lines=ingest.lines, parse_errors=ingest.parse_errors, history=False,
-                          price_per_kwh=args.price_per_kwh, power_watts=args.power_watts)
+                          price_per_kwh=args.price_per_kwh, power_watts=args.power_watts,
+                          target_loss=args.target_loss)
     target = plan_target(args)
     if target is not None:
         snap = replace(snap, plan=check(snap, target))

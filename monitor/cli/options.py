@@ -32,6 +32,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--run-name", help="run label (default: the log's file name without extension)")
     g.add_argument("--power-watts", type=float, help="GPU power to assume when NVML is absent")
     g.add_argument("--price-per-kwh", type=float, help="electricity price, for cost")
+    g.add_argument("--target-loss", type=float, metavar="X",
+                   help="the final val loss you hope for: notified when the predicted band is above it")
 
 
 def add_follow_options(p: argparse.ArgumentParser) -> None:
@@ -162,7 +164,8 @@ def follow_sources(args: argparse.Namespace, cfg: Config, slurm: SlurmWatch | No
         cfg = replace(cfg, runs=(RunConfig(log=args.logs[0], name=args.run_name),))
         args = argparse.Namespace(**{**vars(args), "logs": []})
     flags = {"settings": user_settings(args), "format": args.format, "power_watts": args.power_watts,
-             "price_per_kwh": args.price_per_kwh, "plan": plan_target(args)}
+             "price_per_kwh": args.price_per_kwh, "plan": plan_target(args),
+             "target_loss": args.target_loss}
     return config.sources(cfg, list(args.logs), flags, jobs=slurm.specs if slurm is not None else None)
 
 

@@ -23,7 +23,7 @@ from monitor.units import parse_duration
 RUN_KEYS: dict[str, type | tuple[type, ...]] = {
     "log": str, "name": str, "format": str, "max_iters": int, "tokens_per_iter": int, "eval_interval": int,
     "dataset_tokens": (int, float), "data_dir": str, "power_watts": (int, float), "price_per_kwh": (int, float),
-    "labels": dict,
+    "labels": dict, "target_loss": (int, float),
 }
 GLOBAL_KEYS: dict[str, type | tuple[type, ...]] = {
     **{k: v for k, v in RUN_KEYS.items() if k not in ("log", "name")},
@@ -50,6 +50,7 @@ class RunConfig:
     power_watts: float | None = None
     price_per_kwh: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    target_loss: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ def _run(values: dict[str, Any], text: str, where: str) -> RunConfig:
         raise TrainwatchError(f"{where}:{_line(text, 'labels')}: labels must be name = \"text\" pairs")
     return RunConfig(log=os.path.expanduser(values["log"]), name=values.get("name"), format=values.get("format"),
                      settings=settings, power_watts=values.get("power_watts"),
-                     price_per_kwh=values.get("price_per_kwh"), labels=dict(labels))
+                     price_per_kwh=values.get("price_per_kwh"), labels=dict(labels),
+                     target_loss=values.get("target_loss"))
 
 
 def _check(table: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], text: str, where: str,
@@ -168,7 +170,8 @@ def sources(cfg: Config, logs: list[str], flags: dict[str, Any],
             jobs: Callable[[RunSpec], list[RunSpec]] | None = None) -> Callable[[], list[RunSpec]]:
     """What to follow, re-evaluated on each call (globs find new logs): the config's runs, then the logs
     named on the command line (with the config's defaults), then the outputs of Slurm `jobs` (given the
-    settings every job shares); `flags` (settings, format, power_watts, price_per_kwh; None = not given)
+    settings every job shares); `flags` (settings, format, power_watts, price_per_kwh,
+    target_loss; None = not given)
     override all of them."""
     defaults = {k: v for k, v in cfg.options.items() if k in RUN_KEYS}
     entries = [*cfg.runs, *(_run({**defaults, "log": os.path.expanduser(p)}, "", "") for p in logs)]
@@ -178,7 +181,8 @@ def sources(cfg: Config, logs: list[str], flags: dict[str, Any],
         return RunSpec(log=path, name=name, format=flags.get("format") or rc.format,
                        user={**rc.settings, **settings}, labels=dict(rc.labels),
                        power_watts=_first(flags.get("power_watts"), rc.power_watts),
-                       price_per_kwh=_first(flags.get("price_per_kwh"), rc.price_per_kwh), plan=flags.get("plan"))
+                       price_per_kwh=_first(flags.get("price_per_kwh"), rc.price_per_kwh), plan=flags.get("plan"),
+                       target_loss=_first(flags.get("target_loss"), rc.target_loss))
 
     job_base = spec(_run({**defaults, "log": ""}, "", ""), "", "")
 

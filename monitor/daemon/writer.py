@@ -60,6 +60,7 @@ class RunSpec:
     power_watts: float | None = None
     price_per_kwh: float | None = None
     plan: PlanTarget | None = None  # a plan made for the run: its snapshots carry the check against it
+    target_loss: float | None = None  # the final val loss the user hopes for
     job: SlurmJob | None = None  # the Slurm job writing this log (--slurm), as Slurm last described it
 
     @property
@@ -226,7 +227,7 @@ class Follower:
                               energy=telemetry.energy, gpus=telemetry.gpus, gpu_peak_flops=telemetry.gpu_peak_flops,
                               gpu_memory_peak_bytes=telemetry.gpu_memory_peak_bytes,
                               gpu_selection=telemetry.gpu_selection, slurm_state=spec.slurm_state,
-                              job_end_at=spec.job_end_at)
+                              job_end_at=spec.job_end_at, target_loss=spec.target_loss)
         verdict = snap.time_limit.verdict if snap.time_limit is not None else None
         if verdict is not None and verdict != self._noted_verdict and state_now is not None and shown is self.ingest:
             self._noted_verdict = verdict  # told once per verdict, in the run's notes as in a notification

@@ -12,13 +12,16 @@ import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from monitor.model.finalloss import final_loss
 from monitor.model.forecast import forecast, max_iters_known
 from monitor.model.ingest import Ingest
+from monitor.model.lossfit import power_law
 from monitor.model.state import RunState
 
 BURST_WINDOW_S = 0.02
 """`ts` stamps the ~100 lines of one 8 KiB block within a millisecond or so; lines written live are further apart."""
 FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+LOSS_PREDICTORS = ("trainwatch", "stays", "power_law")  # the final-loss prediction and its two baselines
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,12 @@ class Point:
     linear_finish: float | None
     tqdm_finish: float | None
     eta_reason: str | None = None  # why the forecaster gave no ETA at this point
+    final_loss: float | None = None  # the final val loss predicted here (monitor.model.lossfit)
+    final_loss_p10: float | None = None
+    final_loss_p90: float | None = None
+    final_loss_reason: str | None = None
+    final_stays: float | None = None  # baseline: the last val loss so far
+    final_power_law: float | None = None  # baseline: a + b·x^−c on the val points so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,7 @@ class Backtest:
     finished_at: float | None
     max_iters: int | None
     points: tuple[Point, ...]
+    final_val: float | None = None  # the real final val loss: the last eval at max_iters or past it
 
     @property
     def duration(self) -> float | None:
@@ -64,6 +74,25 @@ class Backtest:
     def median_error(self, which: str, from_fraction: float = 0.1) -> float | None:
         errs = self.errors(which, from_fraction)
         return statistics.median(errs) if errs else None
+
+    def loss_errors(self, which: str, from_fraction: float = 0.2) -> list[float]:
+        """|predicted − real final val loss| for points at or past `from_fraction` (`which`: LOSS_PREDICTORS)."""
+        if self.final_val is None:
+            return []
+        preds = [(p, {"trainwatch": p.final_loss, "stays": p.final_stays, "power_law": p.final_power_law}[which])
+                 for p in self.points if p.fraction >= from_fraction]
+        return [abs(v - self.final_val) for _, v in preds if v is not None]
+
+    def median_loss_error(self, which: str, from_fraction: float = 0.2) -> float | None:
+        errs = self.loss_errors(which, from_fraction)
+        return statistics.median(errs) if errs else None
+
+    def loss_coverage(self, from_fraction: float = 0.2) -> float | None:
+        """Share of points whose final-loss p10–p90 band holds the real final val loss."""
+        fv = self.final_val
+        inside = [p.final_loss_p10 <= fv <= p.final_loss_p90 for p in self.points  # type: ignore[operator]
+                  if p.fraction >= from_fraction and p.final_loss_p10 is not None and p.final_loss_p90 is not None]
+        return sum(inside) / len(inside) if inside and fv is not None else None
 
     def coverage(self, from_fraction: float = 0.1) -> float | None:
         """Share of points whose p10–p90 band holds the real finish."""
@@ -106,7 +135,8 @@ def replay(ingest: Ingest, lines: Iterable[str], log: str = "") -> Backtest:
     points: list[Point] = []
     start: float | None = None
     last_t: float | None = None
-    for group in _reads(ingest, lines):
+    reads = _reads(ingest, lines)
+    for group in reads:
         before = state.iteration_lines
         ingest.feed_lines(group, None)
         if state.iteration_lines == before or state.last is None:
@@ -131,8 +161,28 @@ def replay(ingest: Ingest, lines: Iterable[str], log: str = "") -> Backtest:
             points += _answers(state, t, start, frac, targets, tq.remaining(mi - state.last.iter))
         if frac >= 1.0:
             break  # the run is done; what a log holds after it (nanochat's next phase) is another run's
-    return Backtest(log=log, time_source=state.time_axis, started_at=start,
-                    finished_at=last_t, max_iters=max_iters_known(state), points=tuple(points))
+    mi = max_iters_known(state)
+    return Backtest(log=log, time_source=state.time_axis, started_at=start, finished_at=last_t, max_iters=mi,
+                    points=tuple(points), final_val=_final_val(ingest, reads, mi))
+
+
+def _final_val(ingest: Ingest, reads: Iterator[list[str]], max_iters: int | None) -> float | None:
+    """The run's real final val loss: its eval at max_iters, which llm.c and modded-nanogpt print after the
+    last step's line (so the lines up to the next iteration line, another phase's, are read for it)."""
+    state = ingest.state
+    for group in reads:
+        if max_iters is None or _final_eval(state, max_iters) is not None:
+            break
+        before = state.iteration_lines
+        ingest.feed_lines(group, None)
+        if state.iteration_lines != before:
+            break
+    return _final_eval(state, max_iters) if max_iters is not None else None
+
+
+def _final_eval(state: RunState, max_iters: int) -> float | None:
+    end = state.last_eval
+    return end.val_loss if end is not None and end.iter >= max_iters else None
 
 
 def _answers(state: RunState, t: float, start: float, frac: float, targets: list[float],
@@ -140,12 +190,18 @@ def _answers(state: RunState, t: float, start: float, frac: float, targets: list
     """What each method said at `t` for every target fraction the run has now passed (a burst can pass several)."""
     fc = forecast(state, t)
     linear = start + (t - start) / frac if frac > 0 else None
+    fl = final_loss(state)
+    vals = [(e.iter, e.val_loss) for e in state.evals.points if e.val_loss is not None]
+    mi = max_iters_known(state)
+    plain = power_law(vals, mi) if mi is not None else None
     out = []
     while targets and frac >= targets[0]:
         out.append(Point(fraction=targets.pop(0), at=t, iter=state.last.iter if state.last else 0, eta_s=fc.eta_s,
                          predicted_finish=fc.finish_at, p10=fc.finish_p10, p90=fc.finish_p90, linear_finish=linear,
                          tqdm_finish=t + tq_rem if tq_rem is not None else None,
-                         eta_reason=fc.reason if fc.eta_s is None else None))
+                         eta_reason=fc.reason if fc.eta_s is None else None,
+                         final_loss=fl.p50, final_loss_p10=fl.p10, final_loss_p90=fl.p90, final_loss_reason=fl.reason,
+                         final_stays=vals[-1][1] if vals else None, final_power_law=plain))
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from monitor.model import compute, job
+from monitor.model.finalloss import final_loss, predicted_at
 from monitor.model.forecast import forecast, max_iters_known
 from monitor.model.state import RunState
 from monitor.snapshot import Energy, Forecast, GpuSample, Snapshot
@@ -17,7 +18,7 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
           gpu_memory_peak_bytes: int | None = None, gpu_selection: str | None = None,
           price_per_kwh: float | None = None, power_watts: float | None = None,
           labels: dict[str, str] | None = None, history: bool = True, slurm_state: str | None = None,
-          job_end_at: float | None = None) -> Snapshot:
+          job_end_at: float | None = None, target_loss: float | None = None) -> Snapshot:
     """Pure: the snapshot of `state` at `now` (energy and GPU readings come from the caller; without a
     measured `energy`, `power_watts` × the run's time is the estimate). `slurm_state` and `job_end_at`:
     what Slurm says of the run's job (its state word, when its time limit ends it), under --slurm."""
@@ -90,6 +91,8 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
         last_checkpoint_iter=state.last_checkpoint_iter,
         job_end_at=job_end_at,
         time_limit=job.time_limit(fc, state=status, iter_=iter_, max_iters=max_iters, job_end_at=job_end_at, now=now),
+        final_loss=final_loss(state), target_loss=target_loss,
+        final_loss_halfway=predicted_at(state, 0.5) if state.status == "finished" else None,
     )
 
 

@@ -202,7 +202,8 @@ class RunState:
                 self.recent_dt.append(dt)
         t = at if self.time_axis == "timestamps" and at is not None else self.clock_s
         self.error = None if self.error is not None and event.iter > (prev.iter if prev else -1) else self.error
-        point = IterPoint(event.iter, event.loss, dt, t, at, overhead, seg.index, event.tokens_per_s, event.mfu)
+        point = IterPoint(event.iter, event.loss, dt, t, at, overhead, seg.index, event.tokens_per_s, event.mfu,
+                          event.lr)
         self.iters.append(point)
         self.last = point
         self.iteration_lines += 1
