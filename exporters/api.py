@@ -22,6 +22,7 @@ from exporters.report import to_dict
 from monitor.snapshot import (
     Energy,
     EvalPoint,
+    FinalLoss,
     Forecast,
     GpuProcess,
     GpuSample,
@@ -61,6 +62,11 @@ def summary(s: Snapshot) -> dict[str, Any]:
     d["energy"]["mean_power_w"] = s.energy.mean_power_w
     d["first_nonfinite"] = list(s.first_nonfinite) if s.first_nonfinite else None
     d["gpus"] = [_gpu(g) for g in s.gpus]
+    d["loss"]["final_path"] = [list(p) for p in s.final_loss.path]
+    half = s.final_loss_halfway
+    d["loss"]["final_at_half"] = None if half is None else {
+        "p50": half.p50, "p10": half.p10, "p90": half.p90, "of": half.of, "reason": half.reason,
+        "schedule": half.schedule}
     if s.plan is not None:
         d["plan"]["iter_s"] = s.plan.iter_s
     d["last_checkpoint_iter"] = s.last_checkpoint_iter
@@ -144,6 +150,7 @@ SNAPSHOT_PATHS: dict[str, tuple[str, ...]] = {
     "error_message": ("error", "message"), "lines": ("lines",), "parse_errors": ("parse_errors",),
     "gpu_memory_peak_bytes": ("gpu", "memory_peak_bytes"), "gpu_selection": ("gpu", "selection"),
     "last_checkpoint_iter": ("last_checkpoint_iter",), "job_end_at": ("job_end_at",),
+    "target_loss": ("loss", "target"),
 }
 """Where each plain Snapshot field lives in a run's dict; the structured ones are read in `snapshot_of`.
 A test checks that every Snapshot field is read: a field added to the snapshot fails it until the
@@ -158,7 +165,7 @@ FORECAST_PATHS: dict[str, tuple[str, ...]] = {
     "expected_gap_s": ("time", "expected_gap_s"), "slowdown": ("time", "slowdown"),
 }
 STRUCTURED = frozenset({"forecast", "energy", "settings", "history", "evals", "notes", "gpus", "first_nonfinite",
-                        "labels", "plan", "time_limit"})
+                        "labels", "plan", "time_limit", "final_loss", "final_loss_halfway"})
 LOCAL_ONLY = frozenset({"problem"})  # the receiving side's own: why its view may be out of date
 
 
@@ -188,6 +195,8 @@ def snapshot_of(d: Mapping[str, Any]) -> Snapshot:
             labels={str(k): str(v) for k, v in (d.get("labels") or {}).items()},
             plan=_plan_back(d["plan"]) if d.get("plan") else None,
             time_limit=TimeLimit(**d["time_limit"]) if d.get("time_limit") else None,
+            final_loss=_final_back(d["loss"]),
+            final_loss_halfway=_half_back(d["loss"].get("final_at_half")),
         )
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ShapeError(f"not a trainwatch.api/1 run: {type(e).__name__}: {e}") from None
@@ -212,6 +221,19 @@ def _back(cls: type, name: str, v: Any) -> Any:
 
 def _row(cls: type, table: Mapping[str, Any], values: Sequence[Any]) -> dict[str, Any]:
     return {f: _back(cls, f, v) for f, v in zip(table["fields"], values, strict=True)}
+
+
+def _final_back(loss: Mapping[str, Any]) -> FinalLoss:
+    path = tuple((int(p[0]), float(p[1]), float(p[2]), float(p[3])) for p in loss.get("final_path") or ())
+    return FinalLoss(p50=loss["final_p50"], p10=loss["final_p10"], p90=loss["final_p90"], of=loss["final_of"],
+                     reason=loss["final_reason"], schedule=loss["final_schedule"] or "", path=path)
+
+
+def _half_back(h: Mapping[str, Any] | None) -> FinalLoss | None:
+    if h is None:
+        return None
+    return FinalLoss(p50=h["p50"], p10=h["p10"], p90=h["p90"], of=h["of"], reason=h["reason"],
+                     schedule=h["schedule"] or "")
 
 
 def _plan_back(p: Mapping[str, Any]) -> PlanCheck:

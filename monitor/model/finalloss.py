@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import cast
 
 from monitor.model.forecast import max_iters_known
@@ -45,7 +46,7 @@ def predicted_at(state: RunState, fraction: float) -> FinalLoss | None:
     if isinstance(cached, tuple) and cached[0] == key:
         return cast(FinalLoss, cached[1])
     of = "bpb" if state.format == "nanochat" else "val"
-    result = predict(curve(state, max_iters, of), int(fraction * max_iters))
+    result = replace(predict(curve(state, max_iters, of), int(fraction * max_iters)), path=())  # the figures only
     state.memo["final_loss_at"] = (key, result)
     return result
 
