@@ -83,7 +83,7 @@ def full_snapshot(run: str = "shakespeare-char", **changes: Any) -> Snapshot:
         cost=None, checkpoints=5, error_type=None, error_message=None, lines=3012, parse_errors=1,
         gpus=(gpu_sample(0),),
         final_loss=FinalLoss(p50=1.3712, p10=1.3588, p90=1.3836, of="val", schedule="cosine (config)"),
-        target_loss=1.35)
+        target_loss=1.4)  # within the band: no notification in tests that do not ask for one
     return replace(snap, **changes)
 
 
