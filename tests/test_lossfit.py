@@ -307,3 +307,20 @@ def test_finished_notification_says_what_was_predicted_at_half_way() -> None:
     [alert] = [a for a in evaluate(AlertMemory(), [s], 0.0, AlertConfig(), quiet=False)[1] if a.kind == "finished"]
     assert f"val loss {s.val_loss:.4f}" in alert.body
     assert f"at 50 % the predicted final val was {half.p50:.4f}" in alert.body
+
+
+def test_backtest_truth_is_the_eval_printed_after_the_last_step() -> None:
+    """llm.c prints its last val loss after the last step's line: the backtest still reads it as the truth."""
+    from monitor.daemon.load import new_ingest
+    from monitor.follow.read import read_batches
+    from monitor.model.backtest import replay
+
+    log = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "llmc" / \
+        "gpt2-124m-fineweb-1xA100-full-run-slurm-stdout.log"
+    if not log.exists():
+        pytest.skip("the corpus is not here")
+    batches = read_batches(str(log))
+    head, first = next(batches)
+    b = replay(new_ingest(head, format=None, user={}), [*first, *(ln for _, more in batches for ln in more)])
+    assert b.final_val == pytest.approx(3.264775)
+    assert b.median_loss_error("trainwatch") is not None
