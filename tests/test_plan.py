@@ -323,8 +323,8 @@ def test_report_and_tui_show_the_plan(tmp_path: Path) -> None:
     log = _seed_log(tmp_path, 9900.0)
     out = trainwatch("report", str(log), "--gpu", "RTX 4070", "--plan-mfu", "0.35")
     assert out.returncode == 0, out.stderr
-    assert re.search(r"\nplan +at 9.9 s/iter this run needs 5[2-8]h \d\dm, not 43 h: slower than planned \(plan: MFU 35 % "
-                     r"on RTX 4070, 8.6–8.7 kWh\)", out.stdout), out.stdout
+    assert re.search(r"\nplan +at 9.9 s/iter this run needs 5[2-8]h \d\dm, not 43 h: slower than planned "
+                     r"\(plan: MFU 35 % on RTX 4070, 8.6–8.7 kWh\)", out.stdout), out.stdout
     data = json.loads(trainwatch("report", str(log), "--gpu", "RTX 4070", "--plan-mfu", "0.35", "--json").stdout)
     assert data["plan"]["verdict"] == "slower" and data["plan"]["mfu"] == {"low": 0.35, "high": 0.35}
     snap = build_snapshot(load(str(log)).state, run="r", log="l", now=0.0)
