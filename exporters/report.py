@@ -59,7 +59,23 @@ def _plan(c: PlanCheck) -> dict[str, Any]:
 
 
 def to_json(s: Snapshot) -> str:
-    return json.dumps(to_dict(s), indent=2, allow_nan=False, default=str)
+    """Strict JSON: a value that is not a finite number is null, and `nonfinite` says what it was."""
+    nonfinite: dict[str, str] = {}
+    data = _strict(to_dict(s), "", nonfinite)
+    if nonfinite:
+        data["nonfinite"] = nonfinite
+    return json.dumps(data, indent=2, allow_nan=False, default=str)
+
+
+def _strict(value: Any, path: str, nonfinite: dict[str, str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        nonfinite[path] = str(value)
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v, f"{path}.{k}" if path else str(k), nonfinite) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v, f"{path}[{i}]", nonfinite) for i, v in enumerate(value)]
+    return value
 
 
 def _num(v: float | None) -> float | str | None:

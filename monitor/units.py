@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -29,7 +30,7 @@ def parse_duration(text: str) -> float:
 
 def duration(seconds: float | None) -> str:
     """`3h 12m`, `4m 05s`, `12s`, `2d 3h`; `—` when unknown."""
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "—"
     s = int(round(max(0.0, seconds)))
     d, s = divmod(s, 86400)
@@ -48,7 +49,10 @@ def clock(stamp: float | None, now: float) -> str:
     """Local clock time of `stamp`, with the day when it is not today: `09:40`, `09:40 tomorrow`, `Mon 28 Nov 09:40`."""
     if stamp is None:
         return "—"
-    t, n = time.localtime(stamp), time.localtime(now)
+    try:
+        t, n = time.localtime(stamp), time.localtime(now)
+    except (ValueError, OverflowError, OSError):  # NaN, or past what time_t can hold
+        return "—"
     hm = time.strftime("%H:%M", t)
     days = (time.mktime(t[:3] + (0, 0, 0) + t[6:]) - time.mktime(n[:3] + (0, 0, 0) + n[6:])) / 86400
     if round(days) == 0:
@@ -73,10 +77,19 @@ def human(value: float | None, unit: str = "", base: float = 1000.0) -> str:
 
 
 def printable(text: str) -> str:
-    """`text` safe for a terminal: control characters (escapes, newlines, C1) written as `\\x1b`-style escapes.
+    """`text` safe for a terminal and valid UTF-8: control characters (escapes, newlines, C0 and C1, bidi
+    and other format characters) written as `\\x1b`-style escapes, and the bytes of a name that was not
+    UTF-8 (decoded by the OS as lone surrogates) as `\\xe9`.
 
-    File names and anything else from outside reach stdout and stderr through this, never raw.
+    File names and anything else from outside reach stdout, stderr, logs, notifications and metric
+    labels through this, never raw.
     """
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    if "\udc80" <= c <= "\udcff":  # os.fsdecode's surrogateescape: the original byte
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return repr(c)[1:-1]

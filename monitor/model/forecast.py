@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass, replace
 from typing import cast
 
+from monitor import limits
 from monitor.model.samples import measure
 from monitor.model.speed import Speed, level
 from monitor.model.state import RunState
@@ -123,7 +124,7 @@ def forecast(state: RunState, now: float) -> Forecast:
     iter_s = speed.at(last.iter) * correction
     if not math.isfinite(iter_s) or iter_s <= 0:
         return Forecast(reason="no usable iteration times")
-    tokens_per_s = tokens_per_iter / iter_s if tokens_per_iter else None
+    tokens_per_s = limits.within(tokens_per_iter / iter_s, 0.0, limits.MAX_RATE) if tokens_per_iter else None
     slowdown = speed.mean / speed.before if speed.before else None
     log_interval = max(1, int(state.number("log_interval") or 1))
     overhead = model.eval_s
@@ -143,6 +144,8 @@ def forecast(state: RunState, now: float) -> Forecast:
     remaining_iters = max_iters - last.iter
     future_s = speed.mean_between(last.iter + 1, max_iters) * correction
     eta_from_last = remaining_iters * future_s + n_evals * overhead
+    if not eta_from_last <= limits.MAX_ETA_S:  # (NaN too) past any plausible run, and any clock's range
+        return replace(base, reason="no plausible ETA: over 100 years at this speed")
     since_last = max(0.0, silence) if silence is not None else 0.0
     eta = max(0.0, eta_from_last - since_last)
     faster, slower = _relative_sigma(model, remaining_iters, last.iter - (_segment_first(state) or 0))

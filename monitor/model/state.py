@@ -12,6 +12,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field, replace
 
+from monitor import limits
 from monitor.model.history import Thinned
 from monitor.snapshot import EvalPoint, IterPoint, Note, Setting
 from parsers.events import Checkpoint, ConfigValue, ErrorEvent, Eval, Event, Iteration, Notice, RunStart
@@ -82,10 +83,10 @@ class RunState:
         return None
 
     def number(self, key: str) -> float | None:
+        """The setting as a number a run can have (monitor.limits), else None: every piece of arithmetic
+        on a log's values goes through here, so none of them meets an inf, a zero divisor or a 10**400."""
         s = self.setting(key)
-        if s is None or isinstance(s.value, bool) or not isinstance(s.value, (int, float)):
-            return None
-        return float(s.value)
+        return limits.sane(key, s.value) if s is not None else None
 
     @property
     def max_iters(self) -> int | None:
@@ -119,7 +120,7 @@ class RunState:
             if self.first_wall is None:
                 self.first_wall = at
         if isinstance(event, Iteration):
-            self._iteration(event, at)
+            self._iteration(_plausible(event), at)
         elif isinstance(event, Eval):
             self._eval(event, at)
         elif isinstance(event, ConfigValue):
@@ -236,6 +237,21 @@ class RunState:
             return self.evaluating
         interval = self.number("eval_interval")
         return not interval or interval <= 0 or iteration % int(interval) == 0
+
+
+def _plausible(event: Iteration) -> Iteration:
+    """The line's numbers that no step can have become unknown; the loss is kept as printed (a NaN or inf
+    loss is a fact the alerts report)."""
+    dt = limits.within(event.dt_s, 0.0, limits.MAX_STEP_S)
+    if dt is not None and 0 < dt < limits.MIN_STEP_S:
+        dt = None
+    train = limits.within(event.train_time_s, 0.0, limits.MAX_TRAIN_TIME_S)
+    rate = limits.within(event.tokens_per_s, 0.0, limits.MAX_RATE)
+    mfu = limits.within(event.mfu, 0.0, 100.0)
+    mi = event.max_iters if event.max_iters is not None and 0 <= event.max_iters <= limits.MAX_ITER else None
+    if (dt, train, rate, mfu, mi) == (event.dt_s, event.train_time_s, event.tokens_per_s, event.mfu, event.max_iters):
+        return event
+    return replace(event, dt_s=dt, train_time_s=train, tokens_per_s=rate, mfu=mfu, max_iters=mi)
 
 
 def _finite(v: float | None) -> float | None:

@@ -169,7 +169,7 @@ def _fraction(text: str) -> float:
 
 def _positive(text: str) -> float:
     v = float(text)
-    if not v > 0:
+    if not 0 < v <= 1e9:  # NaN and inf too: they would reach the simulated clock
         raise ValueError(text)
     return v
 
