@@ -18,8 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from monitor.defaults import POLL_INTERVAL_S  # noqa: E402
 from monitor.follow.tail import FileTail  # noqa: E402
-from monitor.follow.wake import DEFAULT_POLL_INTERVAL, make_waker  # noqa: E402
+from monitor.follow.wake import make_waker  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -60,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--files", type=int, default=1)
-    ap.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL)
+    ap.add_argument("--poll-interval", type=float, default=POLL_INTERVAL_S)
     ap.add_argument("--mode", choices=["inotify", "polling", "both"], default="both")
     opts = ap.parse_args()
     print(f"{opts.files} idle file(s), {opts.seconds:g} s each, poll interval {opts.poll_interval:g} s; "

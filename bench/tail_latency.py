@@ -22,8 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from monitor.defaults import POLL_INTERVAL_S  # noqa: E402
 from monitor.follow.tail import FileTail  # noqa: E402
-from monitor.follow.wake import DEFAULT_POLL_INTERVAL, make_waker  # noqa: E402
+from monitor.follow.wake import make_waker  # noqa: E402
 
 STAMP = re.compile(r"^seq (\d+) t=([0-9.]+)$")
 
@@ -69,7 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--appends", type=int, default=1000)
     ap.add_argument("--gap-ms", type=float, default=10.0, help="pause between appends")
-    ap.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL)
+    ap.add_argument("--poll-interval", type=float, default=POLL_INTERVAL_S)
     ap.add_argument("--mode", choices=["inotify", "polling", "both"], default="both")
     opts = ap.parse_args()
     print(f"{opts.appends} appends, {opts.gap_ms:g} ms apart; poll interval {opts.poll_interval:g} s; "

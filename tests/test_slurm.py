@@ -312,9 +312,9 @@ def test_slurm_alone_is_something_to_follow() -> None:
 
 @pytest.mark.parametrize(("text", "error"), [
     ("[slurm]\nuser = 'x'\n", "config.toml:2: unknown key `slurm.user`"),
-    ("[slurm]\nall_users = 'yes'\n", "`slurm.all_users` has the wrong type (str)"),
+    ("[slurm]\nall_users = 'yes'\n", "config.toml:2: `slurm.all_users` must be true or false, not 'yes'"),
     ("slurm = 3\n", "`slurm` must be a [slurm] table"),
-    ("[slurm]\ninterval = 'often'\n", "not a duration"),
+    ("[slurm]\ninterval = 'often'\n", "config.toml:2: `slurm.interval` must be a duration"),
 ])
 def test_slurm_table_is_checked(text: str, error: str) -> None:
     with pytest.raises(TrainwatchError, match=error.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):

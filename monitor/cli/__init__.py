@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from monitor.errors import TrainwatchError
 from monitor.units import printable
@@ -18,8 +19,15 @@ from monitor.units import printable
 COMMANDS = ("watch", "serve", "report", "backtest", "simulate", "demo", "check", "install-service", "plan")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line naming it, like every other user error (`trainwatch -h` has the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {printable(message)}\n")
+
+
 def _top() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
-    p = argparse.ArgumentParser(prog="trainwatch", description="Live monitor for LLM training logs.")
+    p = _Parser(prog="trainwatch", description="Live monitor for LLM training logs.")
     return p, p.add_subparsers(dest="command", required=True)
 
 
@@ -47,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("watch", help="the live terminal view (the default: `trainwatch LOG…`)")
     w.add_argument("logs", nargs="*", metavar="LOG|URL",
                    help="log files, globs ('runs/*/out.log'), directories, or a remote serve's http(s)://HOST:PORT")
-    add_listen_option(w, "--metrics", None, "also serve Prometheus metrics (default 127.0.0.1:10464)")
+    add_listen_option(w, "--metrics", True, "also serve Prometheus metrics")
     w.add_argument("--tls-ca", metavar="CA.pem",
                    help="certificates to check a remote https:// serve against (default: the system's)")
     add_run_options(w)
@@ -55,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_options(w, gpu_name=False)
     s = sub.add_parser("serve", help="headless: Prometheus /metrics, the web page, the JSON API and notifications")
     s.add_argument("logs", nargs="*", metavar="LOG", help="log files, globs ('runs/*/out.log') or directories")
-    add_listen_option(s, "--listen", "127.0.0.1", "where /metrics, the web page and the API listen")
+    add_listen_option(s, "--listen", False, "where /metrics, the web page and the API listen")
     add_run_options(s)
     add_follow_options(s)
     add_plan_options(s, gpu_name=False)
@@ -117,7 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JournalFormatter() if os.environ.get("JOURNAL_STREAM") else
                          logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=os.environ.get("TRAINWATCH_LOG_LEVEL", "INFO").upper(), handlers=[handler])
+    wanted = os.environ.get("TRAINWATCH_LOG_LEVEL", "INFO").upper()
+    level = logging.getLevelName(wanted)
+    logging.basicConfig(level=level if isinstance(level, int) else logging.INFO, handlers=[handler])
+    if not isinstance(level, int):
+        logging.getLogger("trainwatch").warning("TRAINWATCH_LOG_LEVEL=%s is not a level (DEBUG, INFO, WARNING, "
+                                                "ERROR): using INFO", printable(wanted))
+    # watchdog logs every inotify event at debug: with stderr in a followed folder, each line is an event
+    logging.getLogger("watchdog").setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         return handler_of(args.command)(args)
     except TrainwatchError as e:  # the user's to fix; anything else is a bug, below

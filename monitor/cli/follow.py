@@ -13,20 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from monitor.cli.options import follow_sources, option, read_basic_auth, slurm_wanted, slurm_watch
+from monitor import defaults
+from monitor.cli.options import effective, follow_sources, read_basic_auth, slurm_wanted, slurm_watch
 from monitor.daemon.config import Config, load_config
 from monitor.daemon.slurm import SlurmWatch
 from monitor.daemon.telemetry import Telemetry
 from monitor.daemon.writer import Monitor, RunSpec
 from monitor.errors import TrainwatchError
-from monitor.follow.wake import DEFAULT_POLL_INTERVAL
 from monitor.sim import write as simulate
 
 log = logging.getLogger("trainwatch")
 
-PUBLISH_S = 0.25
-"""At most 4 publishes a second: a line after a quiet spell is published at once (scrapes see it within
-milliseconds), but a run printing 1,000 lines a second does not rebuild its snapshot 1,000 times."""
 SIGNAL_CHECK_S = 0.2  # how late serve may run a signal's handler (SIGHUP, SIGTERM) at worst
 
 
@@ -75,17 +72,13 @@ def new_monitor(args: argparse.Namespace, cfg: Config) -> tuple[Monitor, Telemet
     with GPU telemetry unless --no-gpu."""
     from monitor.hardware.gpu import BackgroundSampler, make_sampler
 
-    sampler = None if args.no_gpu else BackgroundSampler(make_sampler(), args.gpu_interval)
-    gpus = option(args, cfg, "gpu", None)
-    telemetry = Telemetry(sampler, fallback_gpus=gpus if isinstance(gpus, list) else None,
-                          peak_override=option(args, cfg, "peak_flops", None))
+    s = effective(args, cfg)
+    sampler = None if args.no_gpu else BackgroundSampler(make_sampler(), s.gpu_interval)
+    telemetry = Telemetry(sampler, fallback_gpus=list(s.gpu) if s.gpu is not None else None,
+                          peak_override=s.peak_flops)
     slurm = slurm_watch(args, cfg)
-    monitor = Monitor(sources=follow_sources(args, cfg, slurm),
-                      poll_interval=option(args, cfg, "poll_interval", DEFAULT_POLL_INTERVAL),
-                      force_poll=option(args, cfg, "poll", False),
-                      keep_finished_s=option(args, cfg, "keep_finished", None),
-                      max_runs=option(args, cfg, "max_runs", 100),
-                      min_publish_s=option(args, cfg, "publish_interval", PUBLISH_S))
+    monitor = Monitor(sources=follow_sources(args, cfg, slurm), poll_interval=s.poll_interval, force_poll=s.poll,
+                      keep_finished_s=s.keep_finished, max_runs=s.max_runs, min_publish_s=s.publish_interval)
     monitor.extras = telemetry
     if slurm is not None:
         slurm.on_change = monitor.reload  # new jobs and Slurm's new word reach the writer at its next pass
@@ -105,12 +98,9 @@ def start_alerts(args: argparse.Namespace, cfg: Config, monitor: Monitor, *,
     from monitor.alerts.rules import AlertConfig
     from monitor.alerts.store import AlertStore
 
-    urls = list(getattr(args, "notify", None) or ()) or list(cfg.options.get("notify", ()))
-    milestones = getattr(args, "notify_milestones", None) or tuple(
-        v / 100 for v in cfg.options.get("notify_milestones", ()))
-    notifier = Notifier(urls, bell=bell)
-    pump = AlertPump(notifier, AlertConfig(notify_before_s=option(args, cfg, "notify_before", 600.0),
-                                           milestones=milestones),
+    s = effective(args, cfg)
+    notifier = Notifier(s.notify, bell=bell)
+    pump = AlertPump(notifier, AlertConfig(notify_before_s=s.notify_before, milestones=s.notify_milestones),
                      busy=monitor.busy, toast=toast, store=AlertStore(state_dir))
     monitor.subscribe(pump.on_snapshots)
     return notifier
@@ -130,9 +120,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log.info("config reloaded")
         except TrainwatchError as e:
             log.error("config not reloaded, keeping the old one: %s", e)
+        except Exception as e:  # whatever a bad file does, a running daemon keeps its old config
+            log.error("config not reloaded, keeping the old one: %s: %s", type(e).__name__, e,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
 
     signal.signal(signal.SIGHUP, reload)
-    server = start_metrics(args, option(args, cfg, "listen", "127.0.0.1"), monitor, telemetry)
+    server = start_metrics(args, effective(args, cfg).listen, monitor, telemetry)
     notifier = start_alerts(args, cfg, monitor)
     monitor.start()
     try:
@@ -160,7 +153,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         path = os.path.join(tmp, "shakespeare-char.log")
         writer = simulate.start(cfg, path, speed=args.speed)
         spec = RunSpec(path, "shakespeare-char (simulated)", price_per_kwh=DEMO_PRICE)
-        monitor = Monitor([spec], poll_interval=0.25, min_publish_s=PUBLISH_S)
+        monitor = Monitor([spec], poll_interval=0.25, min_publish_s=defaults.PUBLISH_INTERVAL_S)
         telemetry = Telemetry(BackgroundSampler(SimulatedGpu(args.seed)), rescan_s=1.0)
         monitor.extras = telemetry
         notifiers: list[Any] = []

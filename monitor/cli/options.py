@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from monitor import defaults, limits
 from monitor.daemon import config
-from monitor.daemon.config import Config, RunConfig
+from monitor.daemon.config import Config, RunConfig, Settings
 from monitor.daemon.slurm import DEFAULT_INTERVAL_S, SlurmQuery, SlurmWatch
 from monitor.daemon.writer import Sources
 from monitor.errors import TrainwatchError
 from monitor.follow.read import train_bin_tokens
-from monitor.follow.wake import DEFAULT_POLL_INTERVAL
 from monitor.hardware.peaks import known_names, lookup
 from monitor.model.plan import DEFAULT_MFU, Band, PlanTarget, parse_mfu
 from monitor.units import parse_duration
@@ -22,17 +23,18 @@ from parsers.detect import PARSERS
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what the log may not say (flags override the log)")
-    g.add_argument("--max-iters", type=int, help="iterations of the run (nanoGPT runs 0..max_iters inclusive)")
-    g.add_argument("--tokens-per-iter", type=int, help="tokens per optimizer step")
-    g.add_argument("--eval-interval", type=int, help="iterations between evals")
-    g.add_argument("--dataset-tokens", type=float, help="tokens in the training set, for epochs")
+    g.add_argument("--max-iters", type=checked("max_iters"),
+                   help="iterations of the run (nanoGPT runs 0..max_iters inclusive)")
+    g.add_argument("--tokens-per-iter", type=checked("tokens_per_iter"), help="tokens per optimizer step")
+    g.add_argument("--eval-interval", type=checked("eval_interval"), help="iterations between evals")
+    g.add_argument("--dataset-tokens", type=checked("dataset_tokens"), help="tokens in the training set, for epochs")
     g.add_argument("--data-dir", help="nanoGPT data directory holding train.bin (uint16 tokens: size/2)")
     g.add_argument("--format", choices=[*PARSERS, "auto"],
                    help="log format: nanogpt, llmc, modded, nanochat, hf, auto (default: detected)")
     g.add_argument("--run-name", help="run label (default: the log's file name without extension)")
-    g.add_argument("--power-watts", type=float, help="GPU power to assume when NVML is absent")
-    g.add_argument("--price-per-kwh", type=float, help="electricity price, for cost")
-    g.add_argument("--target-loss", type=float, metavar="X",
+    g.add_argument("--power-watts", type=checked("power_watts"), help="GPU power to assume when NVML is absent")
+    g.add_argument("--price-per-kwh", type=checked("price_per_kwh"), help="electricity price, for cost")
+    g.add_argument("--target-loss", type=checked("target_loss"), metavar="X",
                    help="the final val loss you hope for: notified when the predicted band is above it")
 
 
@@ -40,21 +42,23 @@ def add_follow_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("following")
     g.add_argument("--config", help="TOML config file (default: $XDG_CONFIG_HOME/trainwatch/config.toml if present)")
     g.add_argument("--poll", action="store_true", default=None, help="poll only (no inotify), e.g. on NFS/Lustre")
-    g.add_argument("--poll-interval", type=parse_duration, metavar="DURATION",
-                   help=f"how often files are re-read when no file event comes (default {DEFAULT_POLL_INTERVAL:g}s)")
-    g.add_argument("--keep-finished", type=parse_duration, metavar="DURATION",
+    g.add_argument("--poll-interval", type=checked("poll_interval", parse_duration), metavar="DURATION",
+                   help=f"how often files are re-read when no file event comes (default {defaults.POLL_INTERVAL_S:g}s)")
+    g.add_argument("--keep-finished", type=checked("keep_finished", parse_duration), metavar="DURATION",
                    help="drop finished or crashed runs this long after their last line (default: keep)")
-    g.add_argument("--max-runs", type=int, help="follow at most this many logs (default 100)")
-    g.add_argument("--publish-interval", type=parse_duration, metavar="DURATION",
-                   help="rebuild snapshots at most this often (default 0.25s; a line after a quiet spell is "
+    g.add_argument("--max-runs", type=checked("max_runs"),
+                   help=f"follow at most this many logs (default {defaults.MAX_RUNS})")
+    g.add_argument("--publish-interval", type=checked("publish_interval", parse_duration), metavar="DURATION",
+                   help=f"rebuild snapshots at most this often (default {defaults.PUBLISH_INTERVAL_S:g}s; a line "
+                        "after a quiet spell is "
                         "published at once): the CPU guard for logs that print hundreds of lines a second")
     g.add_argument("--no-gpu", action="store_true", help="do not read NVML")
     g.add_argument("--gpu", type=_gpu_arg, metavar="0,1|NAME",
                    help="GPU indexes of the run (default: found from its process), or the GPU a plan is for "
                         '("RTX 4070", with --plan-mfu)')
-    g.add_argument("--gpu-interval", type=parse_duration, default=1.0, metavar="DURATION",
-                   help="how often GPUs are sampled (default 1s)")
-    g.add_argument("--peak-flops", type=float,
+    g.add_argument("--gpu-interval", type=checked("gpu_interval", parse_duration), metavar="DURATION",
+                   help=f"how often GPUs are sampled (default {defaults.GPU_INTERVAL_S:g}s)")
+    g.add_argument("--peak-flops", type=checked("peak_flops"),
                    help="the GPU's dense bf16 peak FLOP/s, for MFU (default: from its name)")
     sl = p.add_argument_group("Slurm (or [slurm] in the config file)")
     sl.add_argument("--slurm", action="store_true", default=None,
@@ -63,15 +67,40 @@ def add_follow_options(p: argparse.ArgumentParser) -> None:
                     help="every user's jobs, not only yours (an admin's view: see the README's security notes)")
     sl.add_argument("--slurm-partition", metavar="PARTITION", help="only jobs in this partition")
     sl.add_argument("--slurm-name", metavar="GLOB", help="only jobs whose name matches, e.g. 'gpt2-*'")
-    sl.add_argument("--slurm-interval", type=parse_duration, metavar="DURATION",
+    sl.add_argument("--slurm-interval", type=checked("slurm_interval", parse_duration), metavar="DURATION",
                     help=f"how often Slurm is asked, one squeue for all jobs (default {DEFAULT_INTERVAL_S:g}s)")
     n = p.add_argument_group("notifications")
     n.add_argument("--notify", action="append", metavar="URL",
                    help="apprise URL (ntfy://topic, slack://…, json://host:port/path…); repeatable")
-    n.add_argument("--notify-before", type=parse_duration, metavar="DURATION",
-                   help="'finishing soon' lead time (default 10m)")
+    n.add_argument("--notify-before", type=checked("notify_before", parse_duration), metavar="DURATION",
+                   help=f"'finishing soon' lead time (default {defaults.NOTIFY_BEFORE_S / 60:g}m)")
     n.add_argument("--notify-milestones", type=_fractions, metavar="25,50,75",
                    help="also notify at these percentages of the run (default: none)")
+
+
+def checked(key: str, parse: Callable[[str], float] | None = None) -> Callable[[str], float]:
+    """An argparse `type` that parses a flag's text and checks it against monitor.limits: argparse then
+    prints one line naming the flag (`argument --max-iters: must be a whole number from 0 to 1e+15, not -5`)."""
+    def convert(text: str) -> float:
+        try:
+            value = parse(text) if parse is not None else _number(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e) if parse is not None else f"not a number: {text!r}") from None
+        try:
+            return limits.check(key, value, text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = key  # argparse names the type in some messages
+    return convert
+
+
+def _number(text: str) -> float:
+    """`5000`, `1e6`, `3.68e9`: whole numbers stay exact."""
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        return float(text)
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -113,11 +142,12 @@ def plan_target(args: argparse.Namespace) -> PlanTarget | None:
     return PlanTarget(spec, parse_mfu(mfu) if mfu else Band(*DEFAULT_MFU))
 
 
-def add_listen_option(p: argparse.ArgumentParser, flag: str, default: str | None, help: str) -> None:
-    if default is None:  # an optional feature: the bare flag turns it on at the default address
-        p.add_argument(flag, nargs="?", const="127.0.0.1", metavar="HOST:PORT", help=help)
+def add_listen_option(p: argparse.ArgumentParser, flag: str, optional: bool, help: str) -> None:
+    if optional:  # an optional feature: the bare flag turns it on at the default address
+        p.add_argument(flag, nargs="?", const=defaults.LISTEN, metavar="HOST:PORT",
+                       help=f"{help} (default {defaults.LISTEN})")
     else:
-        p.add_argument(flag, metavar="HOST:PORT", help=f"{help} (default {default}:10464)")
+        p.add_argument(flag, metavar="HOST:PORT", help=f"{help} (default {defaults.LISTEN})")
     p.add_argument("--tls-cert", help="serve metrics over TLS with this certificate (PEM)")
     p.add_argument("--tls-key", help="the certificate's private key (PEM)")
     p.add_argument("--basic-auth-file", help="file holding USER:PASSWORD: scrapes, the page and the API must "
@@ -184,12 +214,20 @@ def slurm_watch(args: argparse.Namespace, cfg: Config) -> SlurmWatch | None:
                        partition=args.slurm_partition or table.get("partition"),
                        name=args.slurm_name or table.get("name"))
     return SlurmWatch(query, interval_s=args.slurm_interval or table.get("interval", DEFAULT_INTERVAL_S),
-                      keep_s=option(args, cfg, "keep_finished", None))
+                      keep_s=effective(args, cfg).keep_finished)
 
 
-def option(args: argparse.Namespace, cfg: Config, name: str, default: object) -> Any:
-    """A following option: the flag, else the config file's value, else the default."""
-    flag = getattr(args, name, None)
-    if flag is not None:
-        return flag
-    return cfg.options.get(name, default)
+def effective(args: argparse.Namespace, cfg: Config) -> Settings:
+    """The settings a following command runs with: each flag given, else the config file's value, else the
+    defaults table's."""
+    def flag(name: str) -> Any:
+        return getattr(args, name, None)
+
+    notify, gpu = flag("notify"), flag("gpu")
+    return cfg.settings.overridden(
+        listen=flag("listen"), poll=flag("poll"), poll_interval=flag("poll_interval"),
+        publish_interval=flag("publish_interval"), gpu_interval=flag("gpu_interval"),
+        keep_finished=flag("keep_finished"), max_runs=flag("max_runs"), notify_before=flag("notify_before"),
+        notify=tuple(notify) if notify else None, notify_milestones=flag("notify_milestones") or None,
+        gpu=tuple(gpu) if isinstance(gpu, list) and gpu else None,  # a name (`--gpu "RTX 4070"`) is a plan's
+        peak_flops=flag("peak_flops"))

@@ -19,6 +19,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor.defaults import xdg_dir
 from monitor.errors import TrainwatchError
 
 SHARE = Path("share", "trainwatch", "systemd")
@@ -39,11 +40,10 @@ class Kind:
 
 def kinds() -> dict[str, Kind]:
     """The user kind follows $XDG_CONFIG_HOME as systemd's user manager does (%E); the system kind is /etc."""
-    config_home = os.environ.get("XDG_CONFIG_HOME", "")
-    config = Path(config_home) if os.path.isabs(config_home) else Path.home() / ".config"
+    ours = Path(xdg_dir("config"))  # the same folder the config loader reads
     return {
-        "user": Kind(("trainwatch.service", "trainwatch@.service"), config / "systemd" / "user",
-                     config / "trainwatch", "systemctl --user", "trainwatch"),
+        "user": Kind(("trainwatch.service", "trainwatch@.service"), ours.parent / "systemd" / "user",
+                     ours, "systemctl --user", "trainwatch"),
         "system": Kind(("trainwatch-system.service",), Path("/etc/systemd/system"), Path("/etc/trainwatch"),
                        "systemctl", "trainwatch-system"),
     }
