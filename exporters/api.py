@@ -166,7 +166,8 @@ FORECAST_PATHS: dict[str, tuple[str, ...]] = {
 }
 STRUCTURED = frozenset({"forecast", "energy", "settings", "history", "evals", "notes", "gpus", "first_nonfinite",
                         "labels", "plan", "time_limit", "final_loss", "final_loss_halfway"})
-LOCAL_ONLY = frozenset({"problem"})  # the receiving side's own: why its view may be out of date
+LOCAL_ONLY = frozenset({"problem", "source"})  # the receiving side's own: why its view may be out of date, and
+# a path as the serving machine's OS has it (its printable `log` is carried)
 
 
 class ShapeError(ValueError):

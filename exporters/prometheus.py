@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_serve
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitor import defaults
 from monitor.errors import TrainwatchError
 from monitor.snapshot import JOB_END_STATES, Snapshot
 
@@ -35,15 +36,9 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from monitor.snapshot import GpuSample
 
-DEFAULT_PORT = 10464
-"""Not in 9100–9999: the Prometheus wiki's exporter port list has allocated all of that range (since 2023),
-so any number there belongs to some registered exporter. 10464 is also clear of the ports found on
-training boxes: the Prometheus stack (9090–9094), node (9100), DCGM (9400), nvidia_gpu_exporter (9835),
-OpenTelemetry's Prometheus exporter (9464), mtail (3903), kubelet/kube-proxy (10248–10259), Zabbix
-(10050/10051), TensorBoard (6006), Jupyter (8888), torch.distributed (29400/29500), and below Linux's
-ephemeral range (32768–60999), so an outgoing connection never holds it."""
+DEFAULT_PORT = defaults.LISTEN_PORT  # why 10464: monitor/defaults.py
 
-RUN_STATES = ("starting", "running", "evaluating", "finished", "crashed", "stalled", *JOB_END_STATES)
+RUN_STATES = ("starting", "running", "evaluating", "finished", "crashed", "stalled", *JOB_END_STATES, "error")
 
 T = TypeVar("T")
 
@@ -134,6 +129,8 @@ LABELLED = {  # families whose samples carry labels of their own besides run / g
     "trainwatch_final_loss_predicted": "The validation loss (or bpb) predicted at max_iters: "
                                        "its 10th, 50th and 90th percentile.",
     "trainwatch_error_info": "Present while the run is crashed: the error's type (always 1).",
+    "trainwatch_run_problem_info": "Present while trainwatch cannot follow the run, or failed on its data: why "
+                                   "(always 1).",
     "trainwatch_gpu_info": "One series per GPU: its model name (always 1).",
     "trainwatch_gpu_throttle_reason_info": "One series per active clock-throttle reason of a GPU (always 1).",
 }
@@ -172,6 +169,7 @@ class TrainwatchCollector(Collector):
         self._source = source
         self._gpus = gpus
         self._version = version if version is not None else _installed_version()
+        self._failing: set[str] = set()  # runs whose metrics raised (logged once)
 
     def describe(self) -> list[Metric]:
         """Empty families of every name: register() then needs no collect(), and `?name[]=` filtering works."""
@@ -190,24 +188,36 @@ class TrainwatchCollector(Collector):
     def _run_families(self, snaps: Sequence[Snapshot]) -> Iterator[Metric]:
         info, state = _gauge("trainwatch_run_info"), _gauge("trainwatch_run_state")
         eta, error = _gauge("trainwatch_eta_seconds"), _gauge("trainwatch_error_info")
+        problem = _gauge("trainwatch_run_problem_info")
         final = _gauge("trainwatch_final_loss_predicted")
         families = [(s, s.empty()) for s in RUN_SERIES]
+        every = (info, state, eta, final, error, problem, *(f for _, f in families))
         for snap in snaps:
-            labels = {**snap.labels, "run": snap.run}
-            info.add_sample(info.name, {**labels, "log": snap.log, "format": snap.format}, 1.0)
-            for name in RUN_STATES:
-                state.add_sample(state.name, {**labels, "state": name}, 1.0 if snap.state == name else 0.0)
-            for percentile, field in ETA_PERCENTILES:
-                _add(eta, eta.name, {**labels, "percentile": percentile}, getattr(snap.forecast, field))
-            for percentile, field in LOSS_PERCENTILES:
-                _add(final, final.name, {**labels, "percentile": percentile}, getattr(snap.final_loss, field))
-            if snap.error_type is not None:
-                error.add_sample(error.name, {**labels, "type": snap.error_type}, 1.0)
-            for series, family in families:
-                _add(family, _sample_name(family), labels, series.value(snap))
+            marks = [len(f.samples) for f in every]
+            try:
+                labels = {**snap.labels, "run": snap.run}
+                info.add_sample(info.name, {**labels, "log": snap.log, "format": snap.format}, 1.0)
+                for name in RUN_STATES:
+                    state.add_sample(state.name, {**labels, "state": name}, 1.0 if snap.state == name else 0.0)
+                for percentile, field in ETA_PERCENTILES:
+                    _add(eta, eta.name, {**labels, "percentile": percentile}, getattr(snap.forecast, field))
+                for percentile, field in LOSS_PERCENTILES:
+                    _add(final, final.name, {**labels, "percentile": percentile}, getattr(snap.final_loss, field))
+                if snap.error_type is not None:
+                    error.add_sample(error.name, {**labels, "type": snap.error_type}, 1.0)
+                if snap.problem is not None:
+                    problem.add_sample(problem.name, {**labels, "problem": snap.problem}, 1.0)
+                for series, family in families:
+                    _add(family, _sample_name(family), labels, series.value(snap))
+            except Exception:  # this run's boundary: /metrics answers for every other run
+                for family, n in zip(every, marks, strict=True):
+                    del family.samples[n:]
+                if snap.run not in self._failing:  # once, not on every scrape
+                    self._failing.add(snap.run)
+                    log.exception("metrics of run %s left out of the scrapes", snap.run)
         yield from (info, state)
         yield from (f for _, f in families)
-        yield from (eta, final, error)
+        yield from (eta, final, error, problem)
 
 
 def _gpu_families(gpus: Sequence[GpuSample]) -> Iterator[Metric]:
@@ -260,7 +270,7 @@ def _nonempty(families: Iterable[Metric]) -> Iterator[Metric]:
 # ---- serving ----------------------------------------------------------------------------------
 
 
-def start_server(collector: Collector, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
+def start_server(collector: Collector, host: str = defaults.LISTEN_HOST, port: int = DEFAULT_PORT, *,
                  certfile: str | None = None, keyfile: str | None = None, client_cafile: str | None = None,
                  basic_auth: tuple[str, str] | None = None,
                  routes: Callable[[WsgiApp], WsgiApp] | None = None) -> tuple[WSGIServer, threading.Thread]:
@@ -358,7 +368,7 @@ def require_basic_auth(app: WsgiApp, user: str, password: str) -> WsgiApp:
 def parse_listen(value: str) -> tuple[str, int]:
     """`HOST:PORT`, `HOST`, `:PORT` or `PORT` (IPv6 as `[::1]:PORT`) → (host, port); defaults fill the gaps."""
     text = value.strip()
-    host, port_text = "127.0.0.1", ""
+    host, port_text = defaults.LISTEN_HOST, ""
     if text.startswith("["):
         inner, _, rest = text[1:].partition("]")
         host, port_text = inner, rest.removeprefix(":")
@@ -366,7 +376,7 @@ def parse_listen(value: str) -> tuple[str, int]:
         port_text = text
     elif ":" in text:
         host, _, port_text = text.rpartition(":")
-        host = host or "127.0.0.1"
+        host = host or defaults.LISTEN_HOST
     elif text:
         host = text
     if not port_text:

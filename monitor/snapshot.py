@@ -182,7 +182,7 @@ class Snapshot:
     log: str
     format: str
     taken_at: float
-    state: str  # starting | running | evaluating | stalled, or one of ENDED_STATES
+    state: str  # starting | running | evaluating | stalled | error, or one of ENDED_STATES
     iter: int | None
     max_iters: int | None
     max_iters_source: str | None
@@ -222,13 +222,20 @@ class Snapshot:
     first_nonfinite: tuple[int, float] | None = None  # the first NaN/inf training loss: (iteration, loss)
     labels: dict[str, str] = field(default_factory=dict)
     plan: PlanCheck | None = None
-    problem: str | None = None  # why this view may be out of date (a remote serve that cannot be reached)
+    problem: str | None = None  # why the run cannot be followed or failed (state `error`), or why this view
+    # may be out of date (a remote serve that cannot be reached)
     last_checkpoint_iter: int | None = None  # the iteration the last saved checkpoint holds
     job_end_at: float | None = None  # when the run's batch job (Slurm) is ended by its time limit
     time_limit: TimeLimit | None = None  # set while the forecast finish is past job_end_at
     final_loss: FinalLoss = field(default_factory=FinalLoss)  # the predicted val loss at max_iters
     target_loss: float | None = None  # the val loss the user hopes for (--target-loss)
     final_loss_halfway: FinalLoss | None = None  # once finished: what was predicted at 50 %
+    source: str = ""  # the log's path as the OS has it, when escaping made `log` differ: a key, never shown
+
+    @property
+    def key(self) -> str:
+        """The run's identity for whoever keeps something about it (alert memory, saved state)."""
+        return self.source or self.log
 
     @property
     def epochs(self) -> float | None:

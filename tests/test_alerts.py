@@ -15,7 +15,8 @@ import pytest
 from alert_logs import T0, header, iterations, snap
 
 from monitor.alerts.rules import AlertConfig, AlertMemory, RunMemory, evaluate
-from monitor.alerts.store import AlertStore, identify, state_dir
+from monitor.alerts.store import AlertStore, identify
+from monitor.defaults import xdg_dir
 from monitor.snapshot import Energy, GpuSample, Snapshot
 from monitor.units import clock, duration
 
@@ -242,11 +243,12 @@ def test_runs_are_remembered_apart(tmp_path: Path) -> None:
 
 # ---- persistence ---------------------------------------------------------------------------------
 
-def test_state_dir_follows_xdg() -> None:
-    assert state_dir({"XDG_STATE_HOME": "/srv/state"}) == "/srv/state/trainwatch"
+def test_state_and_config_dirs_follow_xdg() -> None:
+    assert xdg_dir("state", {"XDG_STATE_HOME": "/srv/state"}) == "/srv/state/trainwatch"
     home = os.path.expanduser("~")
-    assert state_dir({"XDG_STATE_HOME": "relative/ignored"}) == f"{home}/.local/state/trainwatch"
-    assert state_dir({}) == f"{home}/.local/state/trainwatch"
+    assert xdg_dir("state", {"XDG_STATE_HOME": "relative/ignored"}) == f"{home}/.local/state/trainwatch"
+    assert xdg_dir("state", {}) == f"{home}/.local/state/trainwatch"
+    assert xdg_dir("config", {"XDG_CONFIG_HOME": "rel", "HOME": "/h"}) == "/h/.config/trainwatch"
 
 
 def test_saved_memory_is_found_again_while_the_run_grows(tmp_path: Path) -> None:
@@ -282,13 +284,15 @@ def test_a_new_run_in_the_same_path_starts_afresh(tmp_path: Path, replace_file: 
     assert store.load(str(log)) is None
 
 
-def test_unreadable_state_is_ignored_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_state_is_set_aside_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     log = tmp_path / "run.log"
     log.write_text("iter 0: loss 1.0, time 1.0ms\n")
     store = AlertStore(str(tmp_path))
-    Path(store.file_for(str(log))).write_text("{not json")
+    state = Path(store.file_for(str(log)))
+    state.write_text("{not json")
     assert store.load(str(log)) is None
-    assert "ignoring unreadable alert state" in caplog.text
+    assert "set aside" in caplog.text and not state.exists()
+    assert Path(f"{state}.bad").read_text() == "{not json"
     assert identify(str(tmp_path / "missing.log")) is None
 
 

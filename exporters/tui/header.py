@@ -24,6 +24,7 @@ STATE_STYLE = {
     "cancelled": "bold white on grey50",
     "node_fail": "bold white on red3",
     "out_of_memory": "bold white on red3",
+    "error": "bold white on magenta",  # trainwatch cannot read the log, or failed on it
 }
 
 
@@ -55,13 +56,14 @@ def header_text(s: Snapshot, ctx: ViewContext) -> Text:
     t.append("  ")
     t.append_text(state_badge(s.state))
     t.append("  ")
+    if s.problem:  # why the run shows nothing (an unreadable file, a failure) or may be stale: before all else
+        t.append(f"⚠ {s.problem}", "bold red")
+        t.append("  ")
     t.append(gpu_label(s.gpus, ctx.no_gpu), "dim" if not s.gpus else "")
     silence = ctx.now - s.last_progress_at if s.last_progress_at is not None else None
     if silence is not None and silence >= QUIET_S and s.state not in ENDED_STATES:
         # Only once it says something: a ticking "2s ago" would redraw the header every second for nothing.
         t.append(f"  · last progress {duration(silence)} ago", "bold orange1" if s.state == "stalled" else "dim")
-    if s.problem:
-        t.append(f"  ⚠ {s.problem}", "bold red")
     if not ctx.following:
         t.append("  ⏸ frozen (f: follow)", "bold yellow")
     return t

@@ -15,6 +15,7 @@ import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from monitor import defaults
 from monitor.snapshot import ENDED_STATES, JOB_END_STATES, Alert, GpuSample, Snapshot
 from monitor.units import clock, duration, human
 
@@ -29,7 +30,7 @@ MESSAGE_CHARS = 300  # a traceback's last line can carry a whole tensor repr
 
 @dataclass(frozen=True, slots=True)
 class AlertConfig:
-    notify_before_s: float = 600.0  # "finishing soon" once the expected finish is this close
+    notify_before_s: float = defaults.NOTIFY_BEFORE_S  # "finishing soon" once the expected finish is this close
     moved_threshold_s: float = 120.0  # one corrected notice when the finish then moves by more than this
     milestones: tuple[float, ...] = ()  # fractions of max_iters, e.g. (0.25, 0.5, 0.75)
     slowdown_ratio: float = 0.7  # throughput below this share of the run's earlier steady rate ...
@@ -85,10 +86,10 @@ def evaluate(prev: AlertMemory, snapshots: Sequence[Snapshot], now: float, cfg: 
     runs = dict(prev.runs)
     alerts: list[Alert] = []
     for snap in snapshots:
-        mem = _observe(prev.run(snap.log), snap, cfg, quiet)
+        mem = _observe(prev.run(snap.key), snap, cfg, quiet)
         found = [f for rule in RULES for f in rule(snap, mem, now, cfg)]
         mem, new = _fire(mem, found, snap, now, quiet)
-        runs[snap.log] = mem
+        runs[snap.key] = mem
         alerts += new
     return AlertMemory(runs), alerts
 

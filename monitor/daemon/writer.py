@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from monitor import defaults
 from monitor.alerts.rules import time_limit_text
 from monitor.daemon.load import new_ingest
 from monitor.daemon.preview import preview
@@ -27,6 +28,7 @@ from monitor.model.job import run_state
 from monitor.model.plan import PlanTarget, check
 from monitor.model.state import RunState
 from monitor.snapshot import ENDED_STATES, Note, RunTelemetry, Snapshot
+from monitor.units import printable
 from parsers.base import feed
 from parsers.detect import PARSERS, make_parser
 from parsers.events import ConfigValue, ErrorEvent, Iteration, RunStart
@@ -111,9 +113,13 @@ class Follower:
 
     def __init__(self, spec: RunSpec, *, backfill_slice: int = 8 << 20) -> None:
         self.spec = spec
+        self.name, self.shown_log = printable(spec.name), printable(spec.log)  # names are data: escaped once
         self.tail = FileTail(spec.log)
         self.ingest: Ingest | None = None
-        self.problem: str | None = None
+        self.problem: str | None = None  # why the file cannot be followed (from the tail), in one line
+        self.missing = False  # … only because it does not exist yet: the run is starting, not failing
+        self._failures: dict[str, str] = {}  # stage → trainwatch's own exception on this run's data, in one line
+        self._failed_lines = 0
         self.buffered = False
         self.backfilling = True
         self.pending = False  # the tail has more to read right now
@@ -133,7 +139,9 @@ class Follower:
         read = self.tail.read(self.backfill_slice)  # in slices: a burst never stalls the other logs
         self.pending = read.pending
         changed = read.problem != self.problem
-        self.problem = read.problem
+        if changed and read.problem is not None:
+            log.warning("%s: %s", self.name, printable(read.problem))  # once per problem, not per read
+        self.problem, self.missing = read.problem, read.missing
         if read.reset:
             self.binary = False  # replaced: the new content gets its own look
             self._reset_seen = self.ingest is not None
@@ -158,6 +166,7 @@ class Follower:
                 self.ingest = new_ingest("\n".join(read.lines[:200]).encode(), format=self.spec.format,
                                          user=self.spec.user)
             self._feed(read, now)
+            self._check_lines(now)
             changed = True
         if self.backfilling and not read.pending:
             self.backfilling = False
@@ -186,12 +195,46 @@ class Follower:
         if burst or self.buffered:
             state.last_wall = now  # the block was flushed when full: its last line was written just now
 
+    def _check_lines(self, now: float) -> None:
+        """Lines whose parsing raised (Ingest skips them) make the run `error` until lines read well again."""
+        assert self.ingest is not None
+        if self.ingest.failures > self._failed_lines:
+            self._failed_lines = self.ingest.failures
+            self.fail(now, "reading a line", self.ingest.failure or "error")
+        else:
+            self.recover("reading a line")
+
+    @property
+    def failure(self) -> str | None:
+        return next(iter(self._failures.values()), None)
+
+    def fail(self, now: float, stage: str, error: BaseException | str) -> None:
+        """This run's boundary: mark it `error` (a note, the snapshot's state and problem) and log it once
+        (with the traceback at debug); the writer goes on with the other runs."""
+        summary = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        text = printable(f"trainwatch failed {stage}: {summary}")[:300]
+        self.dirty = True
+        if self._failures.get(stage) == text:
+            return
+        self._failures[stage] = text
+        log.error("%s: %s (the other runs go on)", self.name, text,
+                  exc_info=isinstance(error, BaseException) and log.isEnabledFor(logging.DEBUG))
+        if self.ingest is not None:
+            state = self.ingest.state
+            state.notes.append(Note(now, state.last.iter if state.last else None, "error", text))
+
+    def recover(self, stage: str) -> None:
+        if self._failures.pop(stage, None) is not None:
+            self.dirty = True
+            log.info("%s: %s works again", self.name, stage)
+
     def retarget(self, spec: RunSpec) -> None:
         """New settings for the same log (a reloaded config, Slurm's new word on the job): the state stays,
         the user's values change. A job Slurm requeued runs its script again into the same file: that is a
         resume of this run, not a new one, even when the file starts over."""
         old = self.spec.job
         self.spec = spec
+        self.name, self.shown_log = printable(spec.name), printable(spec.log)
         if self.ingest is not None:
             self.ingest.state.user = dict(spec.user)
             if old is not None and spec.job is not None and spec.job.restarts > old.restarts:
@@ -206,6 +249,7 @@ class Follower:
         self.binary = False
         self.buffered = False
         self.backfilling = True
+        self._failures, self._failed_lines = {}, 0
 
     def snapshot(self, now: float, telemetry: RunTelemetry = NO_TELEMETRY) -> Snapshot:
         """`telemetry` comes from the Monitor's extras hook (monitor.daemon.telemetry): what it reports
@@ -222,8 +266,9 @@ class Follower:
             state, lines, errors = RunState(format=spec.format or "unknown"), 0, 0
         else:
             state, lines, errors = shown.state, shown.lines, shown.parse_errors
-        snap = build_snapshot(state, run=spec.name, log=spec.log, now=now, lines=lines, parse_errors=errors,
-                              price_per_kwh=spec.price_per_kwh, power_watts=spec.power_watts, labels=spec.labels,
+        snap = build_snapshot(state, run=self.name, log=self.shown_log, source=spec.log, now=now, lines=lines,
+                              parse_errors=errors, price_per_kwh=spec.price_per_kwh, power_watts=spec.power_watts,
+                              labels={k: printable(v) for k, v in spec.labels.items()},
                               energy=telemetry.energy, gpus=telemetry.gpus, gpu_peak_flops=telemetry.gpu_peak_flops,
                               gpu_memory_peak_bytes=telemetry.gpu_memory_peak_bytes,
                               gpu_selection=telemetry.gpu_selection, slurm_state=spec.slurm_state,
@@ -234,7 +279,23 @@ class Follower:
             note = Note(now, snap.iter, "warning", time_limit_text(snap))
             state_now.notes.append(note)
             snap = replace(snap, notes=(*snap.notes, note))
+        self.recover("building its snapshot")
+        snap = self._with_trouble(snap)
         return snap if spec.plan is None else replace(snap, plan=check(snap, spec.plan))
+
+    def error_snapshot(self, now: float) -> Snapshot:
+        """What is shown when this run's snapshot cannot be built: its name and why, nothing else."""
+        state = RunState(format=self.spec.format or "unknown")
+        return self._with_trouble(build_snapshot(state, run=self.name, log=self.shown_log, source=self.spec.log,
+                                                 now=now))
+
+    def _with_trouble(self, snap: Snapshot) -> Snapshot:
+        """A failure or a file that cannot be read is the run's state (`error`) and `problem`, for every view."""
+        if self.failure is not None:
+            return replace(snap, state="error", problem=self.failure)
+        if self.problem is not None:
+            return replace(snap, problem=printable(self.problem), state=snap.state if self.missing else "error")
+        return snap
 
     def close(self) -> None:
         self.tail.close()
@@ -252,9 +313,10 @@ class Monitor:
     Finished or crashed runs drop out `keep_finished_s` after their last line; at most `max_runs`.
     """
 
-    def __init__(self, specs: Sequence[RunSpec] = (), *, sources: Sources | None = None, poll_interval: float = 1.0,
-                 force_poll: bool = False, clock: Callable[[], float] = time.time, republish_s: float = 1.0,
-                 rescan_s: float = 5.0, keep_finished_s: float | None = None, max_runs: int = 100,
+    def __init__(self, specs: Sequence[RunSpec] = (), *, sources: Sources | None = None,
+                 poll_interval: float = defaults.POLL_INTERVAL_S, force_poll: bool = False,
+                 clock: Callable[[], float] = time.time, republish_s: float = 1.0,
+                 rescan_s: float = 5.0, keep_finished_s: float | None = None, max_runs: int = defaults.MAX_RUNS,
                  min_publish_s: float = 0.0) -> None:
         self.poll_interval = poll_interval
         self.clock = clock
@@ -312,8 +374,8 @@ class Monitor:
             if len(self.followers) >= self.max_runs:
                 if log_path not in self._capped:
                     self._capped.add(log_path)
-                    log.warning("not following %s: already following %d runs (raise --max-runs)", log_path,
-                                self.max_runs)
+                    log.warning("not following %s: already following %d runs (raise --max-runs)",
+                                printable(log_path), self.max_runs)
                 continue
             self.followers.append(Follower(spec))
             self.waker.add(log_path)
@@ -331,7 +393,7 @@ class Monitor:
         with contextlib.suppress(OSError):
             st = os.stat(f.spec.log)
             self._retired[f.spec.log] = (st.st_ino, st.st_size)
-        log.info("%s %s %.0fs ago: no longer exported", f.spec.name, state.status, now - state.last_wall)
+        log.info("%s %s %.0fs ago: no longer exported", f.name, state.status, now - state.last_wall)
         return True
 
     def _still_retired(self, log_path: str) -> bool:
@@ -364,9 +426,12 @@ class Monitor:
         for f in self.followers:
             try:
                 f.dirty |= f.step(now)
+                f.recover("reading its log")
             except OSError as e:  # the tail reports problems itself; this is the last line of defence
                 f.problem = f"{f.spec.log}: {e.strerror or e}"
                 f.dirty = True
+            except Exception as e:  # this run's boundary: a bug with one log's data blinds no other run
+                f.fail(now, "reading its log", e)
             changed |= f.dirty
         due = now - self._published_at >= self.republish_s or not self._snapshots
         if due or (changed and now - self._any_publish_at >= self.min_publish_s):
@@ -382,20 +447,19 @@ class Monitor:
         count down, stalls appear with time); the others keep their last snapshot. A finished or crashed
         run changes with time only in its age: it is rebuilt every SETTLED_REFRESH_S."""
         refresh_all = now - self._published_at >= self.republish_s
-        old = {s.log: s for s in self._snapshots}
+        old = {s.key: s for s in self._snapshots}
         self._any_publish_at = now
         snaps = []
         for f in self.followers:
             prev = old.get(f.spec.log)
             settled = prev is not None and prev.state in ENDED_STATES \
                 and now - prev.taken_at < SETTLED_REFRESH_S
-            if prev is None or prev.run != f.spec.name or f.dirty or (refresh_all and not settled):
+            if prev is None or prev.run != f.name or f.dirty or (refresh_all and not settled):
                 try:
                     prev = f.snapshot(now, self.extras(f, now) if self.extras else NO_TELEMETRY)
-                except Exception:  # a bug with one log's data must not end the writer: keep its last view
-                    log.exception("snapshot of %s failed", f.spec.log)
-                    if prev is None:
-                        continue
+                except Exception as e:  # this run's boundary: it shows `error`, the others are published
+                    f.fail(now, "building its snapshot", e)
+                    prev = f.error_snapshot(now)
                 f.dirty = False
             snaps.append(prev)
         self._snapshots = tuple(snaps)

@@ -49,6 +49,8 @@ class TailRead:
     pending: bool = False
     """More is ready to read now (a `max_bytes` slice, the end of the backfill, or the old file of a
     rotation was just finished): call `read()` again without waiting for a wake-up."""
+    missing: bool = False
+    """The problem is only that the file does not exist (yet): waiting, not failing."""
 
 
 class FileTail:
@@ -68,6 +70,7 @@ class FileTail:
         self._existed_at_start: bool | None = None  # did the first look find the file?
         self._had_content = False  # a file was followed before: the next one is new content
         self._reset = False  # a reset to report with the next read
+        self._missing = False  # the last open failed because there is no file
 
     def read(self, max_bytes: int | None = None) -> TailRead:
         """New complete lines since the last read, up to the end of the file (or `max_bytes` of it)."""
@@ -119,7 +122,9 @@ class FileTail:
             st = os.stat(self.path)
         except OSError as e:
             self._first_look(not isinstance(e, FileNotFoundError))
+            self._missing = isinstance(e, FileNotFoundError)
             return _problem(self.path, e)
+        self._missing = False
         self._first_look(True)
         if not stat.S_ISREG(st.st_mode):
             return _not_regular(self.path, st.st_mode)
@@ -221,7 +226,8 @@ class FileTail:
                 pending: bool = False) -> TailRead:
         st = self._st
         return TailRead(lines=lines, backfill=backfill and bool(lines), reset=reset, problem=problem,
-                        size=st.st_size if st else 0, mtime=st.st_mtime if st else None, pending=pending)
+                        size=st.st_size if st else 0, mtime=st.st_mtime if st else None, pending=pending,
+                        missing=problem is not None and self._missing)
 
 
 def _problem(path: str, e: OSError) -> str:

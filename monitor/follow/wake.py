@@ -32,11 +32,9 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-log = logging.getLogger(__name__)
+from monitor.units import printable
 
-DEFAULT_POLL_INTERVAL = 1.0
-"""Seconds between reads when no event comes: the latency on filesystems without inotify, and the
-cost of following an idle file (two stat calls per file per interval)."""
+log = logging.getLogger(__name__)
 
 # What changes a log's content, whether it can be read, or which file its name points at (a chmod
 # that lifts "permission denied" comes as FileAttribEvent), and the loss of a watched directory (its
@@ -127,7 +125,7 @@ class Waker:
             try:
                 watch = self._observer.schedule(self._handler, d, recursive=False, event_filter=_EVENTS)
             except OSError as e:  # inotify watch limit, a vanished directory: polling covers it
-                log.warning("cannot watch %s for changes (%s); polling it", d, e)
+                log.warning("cannot watch %s for changes (%s); polling it", printable(d), e)
                 continue
             self._watches[d] = (watch, ident)
             self._changed.set()  # the file may have changed before the watch existed: look once now
@@ -138,7 +136,7 @@ class Waker:
         try:
             self._observer.unschedule(watch)
         except (KeyError, OSError) as e:  # its directory is gone and watchdog dropped it already
-            log.debug("unschedule %s: %s", watch.path, e)
+            log.debug("unschedule %s: %s", printable(str(watch.path)), e)
 
 
 class _Handler(FileSystemEventHandler):

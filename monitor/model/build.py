@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monitor import limits
 from monitor.model import compute, job
 from monitor.model.finalloss import final_loss, predicted_at
 from monitor.model.forecast import forecast, max_iters_known
@@ -18,7 +19,8 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
           gpu_memory_peak_bytes: int | None = None, gpu_selection: str | None = None,
           price_per_kwh: float | None = None, power_watts: float | None = None,
           labels: dict[str, str] | None = None, history: bool = True, slurm_state: str | None = None,
-          job_end_at: float | None = None, target_loss: float | None = None) -> Snapshot:
+          job_end_at: float | None = None, target_loss: float | None = None, source: str | None = None
+          ) -> Snapshot:
     """Pure: the snapshot of `state` at `now` (energy and GPU readings come from the caller; without a
     measured `energy`, `power_watts` × the run's time is the estimate). `slurm_state` and `job_end_at`:
     what Slurm says of the run's job (its state word, when its time limit ends it), under --slurm."""
@@ -33,13 +35,13 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
     planned = compute.steps(max_iters, state.zero_based) if max_iters is not None else None
     seen = done * tpi if done is not None and tpi else None
     total = planned * tpi if planned is not None and tpi else None
-    done_flops = seen * fpt if seen and fpt else None
-    total_flops = total * fpt if total and fpt else None
+    done_flops = limits.finite(seen * fpt) if seen and fpt else None
+    total_flops = limits.finite(total * fpt) if total and fpt else None
     mfu = None
     gpu_peak_flops = gpu_peak_flops or state.number("gpu_peak_flops")  # nanochat prints its GPU's peak
     if gpu_peak_flops and fc.tokens_per_s and fpt:
         n_gpus = max(1, len(gpus))
-        mfu = fc.tokens_per_s * fpt / (gpu_peak_flops * n_gpus)
+        mfu = limits.finite(fc.tokens_per_s * fpt / (gpu_peak_flops * n_gpus))
     elapsed = None
     if state.time_axis == "timestamps" and state.first_wall is not None and state.last_wall is not None:
         elapsed = state.last_wall - state.first_wall
@@ -52,7 +54,7 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
     energy = energy or Energy()
     e_forecast = None
     if energy.joules is not None and energy.mean_power_w and fc.eta_s is not None:
-        e_forecast = energy.joules + energy.mean_power_w * fc.eta_s
+        e_forecast = limits.finite(energy.joules + energy.mean_power_w * fc.eta_s)
     cost = energy.joules / 3.6e6 * price_per_kwh if price_per_kwh is not None and energy.joules is not None else None
     status = state.status
     if status == "running":
@@ -93,6 +95,7 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
         time_limit=job.time_limit(fc, state=status, iter_=iter_, max_iters=max_iters, job_end_at=job_end_at, now=now),
         final_loss=final_loss(state), target_loss=target_loss,
         final_loss_halfway=predicted_at(state, 0.5) if state.status == "finished" else None,
+        source=source if source is not None and source != log else "",
     )
 
 

@@ -25,6 +25,8 @@ class Ingest:
         state.zero_based = parser.zero_based  # how its steps count is the format's to say
         self.lines = 0
         self.parse_errors = 0  # lines that look like progress but no event came of them
+        self.failures = 0  # lines whose parsing or folding raised: a bug, skipped so the run goes on
+        self.failure: str | None = None  # the last such exception, in one line
         self._stamp: TimestampParser | None = None
         self._stamp_decided = False
 
@@ -78,8 +80,13 @@ class Ingest:
         for segment in clean_segments(raw):
             if not segment:
                 continue
-            events = parser.parse(segment)
-            for event in events:
-                state.apply(event, at)
+            try:
+                events = parser.parse(segment)
+                for event in events:
+                    state.apply(event, at)
+            except Exception as e:  # the line's own boundary: the lines after it still count
+                self.failures += 1
+                self.failure = f"{type(e).__name__}: {e}"
+                continue
             if not events and _PROGRESS_LIKE.match(segment):
                 self.parse_errors += 1
