@@ -5,7 +5,7 @@ so a dead or slow receiver neither blocks the writer loop nor delays the other d
 Failures are retried with exponential backoff, logged, and never raised. apprise is imported only
 when a URL is configured, in a worker (the import and its plugin scan cost about half a second).
 URLs carry secrets (tokens, passwords, webhook paths, ntfy topics): they are shown only through
-`redact()`, and apprise's and urllib3's own log records are scrubbed of them.
+`redact()`, the libraries' request lines are not logged below warning, and every log handler scrubs them.
 """
 
 from __future__ import annotations
@@ -101,6 +101,21 @@ class _Scrub(logging.Filter):
         return True
 
 
+def _guard_logs(scrub: _Scrub) -> list[logging.Handler]:
+    """Secrets never reach a log, at any level. The libraries' own request lines (urllib3 logs each
+    request's path at debug, from a logger it makes only when the first request goes out) are not made
+    below warning; and every handler of the root logger scrubs the URLs' secrets from whatever reaches it,
+    from any logger, made now or later. Returns the handlers to release."""
+    for name in _LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        if library.getEffectiveLevel() < logging.WARNING:
+            library.setLevel(logging.WARNING)
+    handlers = [h for h in logging.getLogger().handlers if scrub not in h.filters]
+    for handler in handlers:
+        handler.addFilter(scrub)
+    return handlers
+
+
 # ---- destinations --------------------------------------------------------------------------------
 
 @dataclass
@@ -112,18 +127,14 @@ class _Target:
 
 
 class _AppriseTarget:
-    def __init__(self, url: str, scrub: _Scrub) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.scrub = scrub
         self._apprise: Any = None  # apprise.Apprise, typed loosely: apprise is imported lazily
 
     def prepare(self) -> None:
         """Import apprise and parse the URL once, before the first alert, so a bad URL shows at start."""
         import apprise
 
-        for name in list(logging.Logger.manager.loggerDict):
-            if name.split(".")[0] in _LIBRARY_LOGGERS and self.scrub not in logging.getLogger(name).filters:
-                logging.getLogger(name).addFilter(self.scrub)
         obj = apprise.Apprise()
         if not obj.add(self.url):
             raise Unusable("not a notification URL apprise understands (see https://github.com/caronc/apprise/wiki)")
@@ -234,7 +245,7 @@ class Notifier:
         self._scrub = _Scrub(urls)
         targets = []
         for url in dict.fromkeys(urls):  # the same URL twice (flag and config file) is one destination
-            t = _AppriseTarget(url, self._scrub)
+            t = _AppriseTarget(url)
             targets.append(_Target(redact(url), t.deliver, attempts, t.prepare))
         send = _desktop(os.environ if env is None else env, log) if desktop else None
         if send is not None:
@@ -242,6 +253,7 @@ class Notifier:
         if bell is not None:
             ring = bell
             targets.append(_Target("bell", lambda _alert: ring()))
+        self._guarded = _guard_logs(self._scrub) if urls else []
         self._channels = [_Channel(t, backoff_s=backoff_s, log=log, scrub=self._scrub) for t in targets]
 
     @property
@@ -257,5 +269,5 @@ class Notifier:
         deadline = time.monotonic() + timeout
         for c in self._channels:
             c.close(deadline)
-        for name in list(logging.Logger.manager.loggerDict):
-            logging.getLogger(name).removeFilter(self._scrub)
+        for handler in self._guarded:
+            handler.removeFilter(self._scrub)
