@@ -6,6 +6,7 @@ drawn in `render`, so an unchanged chart costs nothing between refreshes.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from rich.text import Text
@@ -16,6 +17,8 @@ from exporters.tui.plotdata import LossData, PlotLine, SpeedData, loss_data, nic
 from exporters.tui.progress import iter_time
 from monitor.snapshot import Snapshot
 from monitor.units import human
+
+_log = logging.getLogger(__name__)
 
 TRAIN_RAW = (95, 110, 150)
 TRAIN_SMOOTH = (80, 200, 255)
@@ -72,9 +75,23 @@ def _unit(d: SpeedData) -> tuple[float, str]:
 
 
 class Chart(PlotextPlot):
-    """A plotext chart that takes snapshots, redrawn at most every REDRAW_S seconds."""
+    """A plotext chart that takes snapshots, redrawn at most every REDRAW_S seconds.
+
+    `draw` runs inside the chart's own boundary: plotext's arithmetic has edge cases no filter here can
+    list in advance (property tests found three), and a chart that cannot be drawn must not end the view.
+    """
 
     _drawn_at: float | None = None
+
+    def draw(self) -> RenderResult:
+        raise NotImplementedError
+
+    def render(self) -> RenderResult:
+        try:
+            return self.draw()
+        except Exception as e:  # the chart's boundary: the rest of the view goes on
+            _log.debug("chart not drawn", exc_info=True)
+            return Text(f"chart not drawn: {type(e).__name__}", "dim")
 
     def _due(self) -> bool:
         """A change is drawn now if the last drawing is old enough; otherwise at a later refresh."""
@@ -113,7 +130,7 @@ class LossChart(Chart):
             self._data = loss_data(self._snap.history, self._snap.evals, _width(self), self._snap.final_loss.path)
             self.refresh()
 
-    def render(self) -> RenderResult:
+    def draw(self) -> RenderResult:
         d = self._data
         if d is None or not (d.train or d.val):
             return Text("loss: waiting for the first iteration", "dim")
@@ -124,6 +141,8 @@ class LossChart(Chart):
             lo, mid, hi = d.forecast
             d = LossData(d.train.positive(), d.smooth.positive(), d.val.positive(),
                          (lo.positive(), mid.positive(), hi.positive()))
+            if not (d.train or d.val):  # plotext cannot scale an empty log axis
+                return Text("loss: no positive value to draw on a log scale (l: linear)", "dim")
         if d.train:
             plt.plot(d.train.xs, d.train.ys, marker="braille", color=TRAIN_RAW)
             plt.plot(d.smooth.xs, d.smooth.ys, marker="braille", color=TRAIN_SMOOTH)
@@ -137,7 +156,7 @@ class LossChart(Chart):
             plt.scatter(d.val.xs, d.val.ys, marker="◆", color=VAL)
         plt.yscale("log" if self.log_scale else "linear")
         _iteration_axis(self, d.train, d.val, mid)
-        return super().render()
+        return PlotextPlot.render(self)  # plotext draws (Chart.render is the boundary around draw)
 
 
 class SpeedChart(Chart):
@@ -163,7 +182,7 @@ class SpeedChart(Chart):
             self.border_title = speed_legend(_unit(d)[1], d.level_ms, s.forecast.tokens_per_s)
             self.refresh()
 
-    def render(self) -> RenderResult:
+    def draw(self) -> RenderResult:
         d, s = self._data, self._snap
         if d is None or s is None or not (d.steady or d.pauses):
             return Text("iteration time: waiting for iterations", "dim")
@@ -177,7 +196,7 @@ class SpeedChart(Chart):
             plt.scatter(d.pauses.xs, [y / scale for y in d.pauses.ys], marker="▲", color=PAUSE)
         if d.level_ms is not None:
             plt.hline(d.level_ms / scale, color=LEVEL)
-        if d.top is not None:
+        if d.top is not None and d.top > d.bottom:  # equal limits: plotext divides by their difference
             plt.ylim(d.bottom / scale, d.top / scale)
         _iteration_axis(self, d.steady, d.pauses)
-        return super().render()
+        return PlotextPlot.render(self)  # plotext draws (Chart.render is the boundary around draw)

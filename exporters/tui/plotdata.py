@@ -23,8 +23,9 @@ class PlotLine:
         return bool(self.xs)
 
     def positive(self) -> PlotLine:
-        """Only the points with y > 0: what a log-scale axis can show."""
-        keep = [i for i, y in enumerate(self.ys) if y > 0]
+        """Only the points a log-scale axis can show: y > 0, and not below 1e-100 (plotext's ticks overflow
+        around extreme exponents, as a property test found; PLOTTABLE bounds the top)."""
+        keep = [i for i, y in enumerate(self.ys) if y > 1e-100]
         return PlotLine(tuple(self.xs[i] for i in keep), tuple(self.ys[i] for i in keep))
 
 
@@ -85,16 +86,21 @@ def ema(ys: Sequence[float], span: float) -> list[float]:
     return out
 
 
+PLOTTABLE = 1e100
+"""Losses beyond this (a printed 1e308) are left off the chart: plotext's scaling overflows on them, and no
+real loss is there (NaN and inf are left off too: the comparisons are false for NaN)."""
+
+
 def loss_data(history: Sequence[IterPoint], evals: Sequence[EvalPoint], width: int,
               forecast: Sequence[tuple[int, float, float, float]] = ()) -> LossData:
-    path = [p for p in current_path(history) if p.loss is not None and math.isfinite(p.loss)]
+    path = [p for p in current_path(history) if p.loss is not None and abs(p.loss) <= PLOTTABLE]
     xs = [float(p.iter) for p in path]
     ys = [p.loss for p in path if p.loss is not None]
     n = max(8, 2 * width)
     smooth = ema(ys, span=max(5.0, len(ys) / 25))
     last_iter = path[-1].iter if path else math.inf
     val = [(float(e.iter), e.val_loss) for e in evals
-           if e.val_loss is not None and math.isfinite(e.val_loss) and e.iter <= last_iter + 1]
+           if e.val_loss is not None and abs(e.val_loss) <= PLOTTABLE and e.iter <= last_iter + 1]
     # Evals of an abandoned stretch after a restart would sit beside the current path: keep the latest per iter.
     by_iter = dict(val)
     vx = sorted(by_iter)
