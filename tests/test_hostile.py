@@ -11,6 +11,7 @@ test_hostile_fuzz.py.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -26,13 +27,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from http_sink import Sink
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporters.notify import Notifier
 from exporters.prometheus import TrainwatchCollector
+from monitor.alerts.pump import AlertPump
+from monitor.alerts.rules import AlertConfig, AlertMemory, RunMemory, evaluate
+from monitor.alerts.store import AlertStore
+from monitor.daemon import config
+from monitor.daemon.config import Config, load_config, sources
 from monitor.daemon.writer import Monitor, RunSpec
+from monitor.errors import TrainwatchError
+from monitor.snapshot import Alert, Snapshot
+from monitor.units import printable
+from parsers.base import FormatDefaults
+from parsers.detect import PARSERS
+from parsers.events import Event
 
 ROOT = Path(__file__).resolve().parents[1]
 RSS_LIMIT_MB = 200  # the brief allowed 400; attaching to anything here peaks near 25–60 MB
@@ -477,7 +492,8 @@ def test_a_garbled_timestamp_arriving_live_does_not_stop_the_writer(tmp_path: Pa
 
 
 def test_metrics_labels_from_hostile_names_are_escaped(tmp_path: Path) -> None:
-    """Run name and log path (from a file name) and error type round-trip through both exposition formats."""
+    """Run name, log path (from a file name) and labels reach both exposition formats escaped once, in their
+    printable form (no control character in any label), and round-trip through the parsers."""
     path = tmp_path / f"{HOSTILE_NAME}.log"
     path.write_text(escapes_log(tmp_path).read_text())
     mon = Monitor([RunSpec(str(path), HOSTILE_NAME, labels={"team": HOSTILE_NAME})], poll_interval=0.05)
@@ -489,7 +505,9 @@ def test_metrics_labels_from_hostile_names_are_escaped(tmp_path: Path) -> None:
                             (generate_openmetrics(registry), parse_openmetrics)):
             families = {f.name: f for f in parse(text.decode())}
             (info,) = families["trainwatch_run_info"].samples
-            assert info.labels == {"run": HOSTILE_NAME, "team": HOSTILE_NAME, "log": str(path), "format": "nanogpt"}
+            shown = printable(HOSTILE_NAME)
+            assert info.labels == {"run": shown, "team": shown, "log": printable(str(path)), "format": "nanogpt"}
+            assert not any(CONTROL.search(v) for f in families.values() for x in f.samples for v in x.labels.values())
             (error,) = families["trainwatch_error_info"].samples
             assert error.labels["type"] == "RuntimeError"
             assert [s.value for s in families["trainwatch_iteration"].samples] == [30.0]
@@ -577,3 +595,616 @@ def test_serve_stays_responsive_and_bounded_under_a_50_mb_per_s_writer(tmp_path:
             serve.kill()
             serve.wait()
         log.unlink()  # ~150 MB
+
+
+# ---- round 2: one bad run never blinds the others (issue 21) ---------------------------------------
+
+class RaisingParser(FormatDefaults):
+    """A parser with a bug on every line, chosen through the format seam (parsers.detect.PARSERS)."""
+
+    name = "raising"
+
+    def parse(self, line: str) -> list[Event]:
+        raise ZeroDivisionError("injected: this parser fails on every line")
+
+
+def wait_until(cond: Callable[[], object], what: str, timeout: float = CHILD_TIMEOUT_S) -> object:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not (value := cond()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        pause.wait(0.05)
+    return value
+
+
+def by_run(mon: Monitor) -> dict[str, Snapshot]:
+    return {s.run: s for s in mon.snapshots()}
+
+
+def exposition(registry: CollectorRegistry) -> dict[str, Metric]:
+    return {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+
+
+def lines(iters: range, ms: str = "100.00") -> str:
+    return "".join(iter_line(i, ms=ms) for i in iters)
+
+
+def append(path: Path, text: str) -> None:
+    with path.open("a") as fh:
+        fh.write(text)
+
+
+def test_one_run_raising_on_every_line_blinds_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Beside a run whose parser raises on every line and one whose numbers are absurd (1e20 ms a step,
+    max_iters 10**29), a healthy run finishes and notifies a real HTTP receiver. The writer thread, the
+    notifier and the metrics collector live through it; the bad run says `error` and why, in one log line."""
+    monkeypatch.setitem(PARSERS, "raising", RaisingParser)
+    bad, absurd, good = tmp_path / "bad.log", tmp_path / "absurd.log", tmp_path / "good.log"
+    bad.write_text(lines(range(0, 50, 10)))
+    absurd.write_text(f"Overriding: max_iters = {10**29}\n" + lines(range(0, 200, 10), ms="1e20"))
+    good.write_text("Overriding: max_iters = 100\n" + lines(range(0, 100, 10)))
+    sink = Sink()
+    notifier = Notifier([sink.url()], desktop=False)
+    mon = Monitor([RunSpec(str(bad), "bad", format="raising"), RunSpec(str(absurd), "absurd"),
+                   RunSpec(str(good), "good")], poll_interval=0.05)
+    mon.subscribe(AlertPump(notifier, AlertConfig(), busy=mon.busy,
+                            store=AlertStore(str(tmp_path / "state"))).on_snapshots)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TrainwatchCollector(mon.snapshots, version="test"))
+    mon.start()
+    try:
+        wait_until(lambda: len(mon.snapshots()) == 3 and by_run(mon)["good"].iter == 90, "the first publish")
+        append(bad, iter_line(50))
+        append(absurd, iter_line(200, ms="1e20"))
+        append(good, iter_line(100))
+        sink.wait(lambda posts: any(p.body["title"] == "good: finished" for p in posts), timeout=CHILD_TIMEOUT_S)
+        wait_until(lambda: by_run(mon)["absurd"].iter == 200, "the absurd run's last line")
+        snaps = by_run(mon)
+        assert snaps["bad"].state == "error" and "ZeroDivisionError: injected" in str(snaps["bad"].problem)
+        assert snaps["absurd"].state == "running" and snaps["absurd"].forecast.eta_s is None
+        assert any(t.name == "trainwatch-writer" for t in threading.enumerate())
+        families = exposition(registry)
+        assert [s.labels["run"] for s in families["trainwatch_run_problem_info"].samples] == ["bad"]
+        current = {(s.labels["run"], s.labels["state"]) for s in families["trainwatch_run_state"].samples if s.value}
+        assert current == {("bad", "error"), ("absurd", "running"), ("good", "finished")}
+        assert not [t for t in sink.titles() if not str(t).startswith("good")]
+        logged = [r for r in caplog.records if "trainwatch failed reading a line" in r.getMessage()]
+        assert len(logged) == 1, "one log line for the failure, not one per line read"
+    finally:
+        mon.stop()
+        notifier.close()
+        sink.close()
+
+
+def test_a_zero_divisor_arriving_live_does_not_stop_the_snapshots(tmp_path: Path) -> None:
+    """`eval_interval = 0.5` once divided by zero in the fold: arriving live, it ended the writer thread and
+    every run's snapshot froze."""
+    path, other = tmp_path / "a.log", tmp_path / "other.log"
+    path.write_text(lines(range(0, 4)))
+    other.write_text(lines(range(0, 4)))
+    mon = Monitor([RunSpec(str(path), "a"), RunSpec(str(other), "other")], poll_interval=0.05)
+    mon.start()
+    try:
+        wait_until(lambda: len(mon.snapshots()) == 2, "the first publish")
+        append(path, "Overriding: eval_interval = 0.5\n" + lines(range(4, 8)))
+        wait_until(lambda: by_run(mon)["a"].iter == 7, "the lines after the override")
+        taken = by_run(mon)["other"].taken_at
+        wait_until(lambda: by_run(mon)["other"].taken_at > taken, "the next publish of the other run")
+        assert by_run(mon)["a"].state != "error"
+    finally:
+        mon.stop()
+
+
+ABSURD_LOGS = {
+    "eval-interval-half": "Overriding: eval_interval = 0.5\n" + lines(range(0, 4)),
+    "step-1e20ms": "Overriding: max_iters = 2000\n" + lines(range(0, 210, 10), ms="1e20"),
+    "max-iters-1e29": f"Overriding: max_iters = {10**29}\n" + lines(range(0, 210, 10)),
+    "step-1e308ms": "Overriding: max_iters = 2000\n" + lines(range(0, 210, 10), ms="1e308"),
+    "n-head-1e-320": ("Overriding config with tiny.py:\nn_layer = 12\nn_head = 1e-320\nn_embd = 768\n"
+                      "block_size = 1024\nnumber of parameters: 10.00M\n" + lines(range(0, 210, 10))),
+}
+
+
+@pytest.mark.parametrize("name", ABSURD_LOGS)
+def test_absurd_numbers_are_unknown_not_an_exception(tmp_path: Path, name: str) -> None:
+    """Reproductions 1–3: a zero divisor, an overflowing step time or max_iters, a value that makes inf:
+    `report` and `report --json` answer (strict JSON), with no inf, no NaN and no internal error."""
+    path = tmp_path / f"{name}.log"
+    path.write_text(ABSURD_LOGS[name])
+    for flags in ([], ["--json"]):
+        child = run_child(["report", str(path), *flags], tmp_path)
+        assert child.rc == 0 and child.err == "", child.err
+    data = strict_json(child.out)
+    assert data["progress"]["iter"] in (3, 200)  # type: ignore[index]
+    assert "nonfinite" not in data, data.get("nonfinite")
+
+
+def test_an_absurd_run_in_the_terminal_view(tmp_path: Path) -> None:
+    """The TUI once exited 1 on a step of 1e20 ms (an OverflowError formatting its finish time)."""
+    import asyncio
+
+    from tui_data import from_log
+    from tui_screen import screen_text
+
+    from exporters.tui.app import TrainwatchApp
+
+    path = tmp_path / "b.log"
+    path.write_text(ABSURD_LOGS["step-1e20ms"])
+    snap = from_log(path)
+
+    async def show() -> str:
+        app = TrainwatchApp(lambda: (snap,), clock=lambda: snap.taken_at)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.pause()
+            return screen_text(app)
+
+    screen = asyncio.run(show())
+    assert "b" in screen and "chart not drawn" not in screen
+
+
+OSC_NAME = "x\x1b]2;PWNED\x1b\\\x1b]52;c;ZWNobyBwd25lZA==\x1b\\"
+"""A file name that sets a terminal's title and writes its clipboard (reproduction 4)."""
+
+
+def test_a_file_name_with_escapes_reaches_no_sink_raw(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The run's name and path are escaped once, in the writer: snapshots, notification titles, log lines and
+    Prometheus labels carry no control character, and a name that is not UTF-8 is shown escaped."""
+    caplog.set_level(logging.INFO)
+    osc = tmp_path / f"{OSC_NAME}.log"
+    osc.write_text("Overriding: max_iters = 10\n" + iter_line(0))
+    latin = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.log"))  # a Latin-1 name: not UTF-8
+    latin.write_text(iter_line(0))
+    fifo_named = tmp_path / f"{OSC_NAME}.fifo"
+    os.mkfifo(fifo_named)
+    clock = Clock()
+    mon = Monitor([RunSpec(str(p), config.default_name(str(p), str(p))) for p in (osc, latin, fifo_named)],
+                  poll_interval=0.05, clock=clock)
+    try:
+        step_until_read(mon)
+        append(osc, iter_line(10))
+        step_until_read(mon)
+        snaps = mon.snapshots()
+        _, alerts = evaluate(AlertMemory(), snaps, clock.now, AlertConfig(), quiet=False)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(TrainwatchCollector(mon.snapshots, version="test"))
+        metrics = generate_latest(registry).decode("utf-8")
+    finally:
+        mon.stop()
+    texts = [t for s in snaps for t in (s.run, s.log, s.problem or "")]
+    texts += [t for a in alerts for t in (a.title, a.body)] + [r.getMessage() for r in caplog.records]
+    assert "osc" not in "".join(texts) and texts
+    for text in [*texts, metrics]:
+        assert not CONTROL.search(text), text
+        text.encode("utf-8")  # valid UTF-8: no lone surrogate
+    assert [a.title for a in alerts if a.kind == "finished"] == [f"{printable(OSC_NAME)}: finished"]
+    assert {s.run for s in snaps} >= {"caf\\xe9"}
+
+
+def test_a_path_that_exists_is_a_path_not_a_glob(tmp_path: Path) -> None:
+    """`tw serve 'r[1].log'` followed no log: the name was read as a glob (matching `r1.log`)."""
+    path = tmp_path / "r[1].log"
+    path.write_text(iter_line(0))
+    (tmp_path / "r1.log").write_text(iter_line(0))  # what the glob would have matched instead
+    specs = sources(Config(), [str(path)], {})()
+    assert [(s.log, s.name) for s in specs] == [(str(path), "r[1]")]
+
+
+DEEP = "[" * 50_000 + "]" * 50_000
+BAD_CONFIGS = {
+    "logs-of-numbers": ("logs = [5]\n", ":1: `logs` must be a list of log paths or globs, not [5]"),
+    "notify-of-numbers": ('price_per_kwh = 0.3\nnotify = [1]\n', ":2: `notify` must be a list of notification URLs"),
+    "milestones-of-text": ('notify_milestones = ["x"]\n', ":1: `notify_milestones` must be a list of percentages"),
+    "50000-deep": (f"max_runs = 3\nlogs = {DEEP}\n", ":2: `logs` is nested too deeply"),
+    "run-log-number": ("[[run]]\nlog = 5\n", ":2: `run.log` must be text, not 5"),
+    "poll-inf": ("poll_interval = inf\n", ":1: `poll_interval` must be a number from 0.01 to 3600, not inf"),
+    "poll-99999999999d": ('poll_interval = "99999999999d"\n', "not '99999999999d'"),
+    "poll-zero": ("poll_interval = 0\n", ":1: `poll_interval` must be a number from 0.01 to 3600, not 0"),
+    "poll-negative": ("poll_interval = -1\n", "not -1"),
+    "poll-nan": ("poll_interval = nan\n", "not nan"),
+    "max-runs-zero": ("max_runs = 0\n", ":1: `max_runs` must be a whole number from 1 to 100000, not 0"),
+    "power-inf": ("[[run]]\nlog = 'a.log'\npower_watts = inf\n", ":3: `run.power_watts` must be a number above 0"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CONFIGS)
+def test_a_bad_config_value_is_one_error_naming_key_and_line(tmp_path: Path, name: str) -> None:
+    """Reproductions 6 and 7: wrong types and absurd values once gave TypeError, AttributeError,
+    RecursionError or OverflowError tracebacks, or a writer spinning at 98 % of a core."""
+    text, message = BAD_CONFIGS[name]
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(TrainwatchError) as e:
+        load_config(str(path))
+    assert str(e.value).startswith(f"{path}:") and message in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_bad_config_is_one_line_from_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(BAD_CONFIGS["50000-deep"][0])
+    child = run_child(["serve", "--config", str(path), "--no-gpu", "--listen", "127.0.0.1:0"], tmp_path)
+    assert child.rc == 2 and child.err.count("\n") == 1 and "`logs` is nested too deeply" in child.err, child.err
+
+
+@pytest.mark.parametrize("args", [
+    ["report", "{log}", "--max-iters", "-5"],
+    ["report", "{log}", "--dataset-tokens", "nan"],
+    ["report", "{log}", "--power-watts", "inf"],
+    ["serve", "{log}", "--poll-interval", "0"],
+    ["serve", "{log}", "--poll-interval", "99999999999d"],
+], ids=lambda a: " ".join(a[2:]))
+def test_every_number_a_user_gives_is_checked(tmp_path: Path, args: list[str]) -> None:
+    """Reproductions 7 and 8: `--max-iters -5` once showed −15,025 %, `--dataset-tokens nan` an internal error,
+    `--power-watts inf` invalid JSON, `--poll-interval 0` a core spinning."""
+    log = tmp_path / "a.log"
+    log.write_text(lines(range(0, 40, 10)))
+    child = run_child([a.format(log=log) for a in args], tmp_path)
+    assert child.rc == 2 and child.out == "", (child.rc, child.out)
+    assert child.err.count("\n") == 1 and f"argument {args[2]}: must be " in child.err, child.err
+
+
+def unreadable(d: Path) -> Path:
+    path = d / "secret.log"
+    path.write_text(iter_line(0))
+    path.chmod(0)
+    return path
+
+
+@pytest.mark.parametrize("make", [fifo, directory, unreadable], ids=["fifo", "directory", "unreadable"])
+def test_a_log_that_cannot_be_read_says_why_everywhere(tmp_path: Path, make: Callable[[Path], Path],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Reproduction 9: `serve` and the TUI showed such a run "starting" forever. Now its state is `error`,
+    the reason is the snapshot's problem (the header shows it), an exported metric, and one log line."""
+    if make is unreadable and os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    path = make(tmp_path)
+    clock = Clock()
+    mon = Monitor([RunSpec(str(path), "r")], poll_interval=0.05, clock=clock)
+    try:
+        for _ in range(3):
+            clock.now += mon.republish_s
+            mon.step()
+        (snap,) = mon.snapshots()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(TrainwatchCollector(mon.snapshots, version="test"))
+        (problem,) = exposition(registry)["trainwatch_run_problem_info"].samples
+    finally:
+        mon.stop()
+    assert snap.state == "error" and snap.problem is not None and str(path) in snap.problem
+    assert problem.labels == {"run": "r", "problem": snap.problem}
+    assert [r.getMessage() for r in caplog.records if str(path) in r.getMessage()] == [f"r: {snap.problem}"]
+    from exporters.tui.context import ViewContext
+    from exporters.tui.header import header_text
+
+    assert snap.problem in header_text(snap, ViewContext(now=clock.now)).plain
+
+
+def test_a_missing_log_is_starting_with_its_reason(tmp_path: Path) -> None:
+    mon = Monitor([RunSpec(str(tmp_path / "later.log"), "later")], poll_interval=0.05)
+    try:
+        mon.step()
+        (snap,) = mon.snapshots()
+    finally:
+        mon.stop()
+    assert snap.state == "starting" and snap.problem is not None and "to appear" in snap.problem
+
+
+class Serve:
+    """`trainwatch serve` in a child process, with its own config and state folders and stderr in a file."""
+
+    def __init__(self, tmp: Path, *args: str, name: str = "serve", env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.err = tmp / f"{name}.err"
+        environ = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CONFIG_HOME": str(tmp / "cfg"),
+                   "XDG_STATE_HOME": str(tmp / "state"), **(env or {})}
+        environ.pop("DBUS_SESSION_BUS_ADDRESS", None)  # no desktop notifications from a test
+        with self.err.open("wb") as fh:
+            self.proc = subprocess.Popen(trainwatch(tmp / f"{name}.peak", "serve", *args, "--no-gpu",
+                                                    "--listen", f"127.0.0.1:{self.port}"),
+                                         stdin=subprocess.DEVNULL, stderr=fh, env=environ, cwd=ROOT)
+        wait_until(lambda: metric(self.port, "trainwatch_build_info") is not None or self.proc.poll() is not None,
+                   "serve to answer")
+        assert self.proc.poll() is None, self.stderr()
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def value(self, name: str) -> float | None:
+        return metric(self.port, name)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(30) == 0, self.stderr()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def served() -> Iterator[list[Serve]]:
+    started: list[Serve] = []
+    yield started
+    for s in started:
+        s.kill()
+
+
+@pytest.mark.slow
+def test_a_bad_config_sent_with_sighup_keeps_the_old_one(tmp_path: Path, served: list[Serve]) -> None:
+    """Reproduction 6: a config of the wrong types sent with SIGHUP made the daemon exit."""
+    log, cfg = tmp_path / "a.log", tmp_path / "config.toml"
+    log.write_text(iter_line(0))
+    cfg.write_text(f'logs = ["{log}"]\n')
+    serve = Serve(tmp_path, "--config", str(cfg))
+    served.append(serve)
+    wait_until(lambda: serve.value("trainwatch_iteration") == 0.0, "the run")
+    for n, text in enumerate(["logs = [5]\n", f"logs = {DEEP}\n", "poll_interval = inf\n", "notify = [1]\n"], 1):
+        cfg.write_text(text)
+        serve.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda n=n: serve.stderr().count("keeping the old one") == n, f"reload {n} refused")
+        assert serve.proc.poll() is None, serve.stderr()
+    append(log, iter_line(10))
+    wait_until(lambda: serve.value("trainwatch_iteration") == 10.0, "the run, followed under the old config")
+    serve.stop()
+    assert "Traceback" not in serve.stderr()
+
+
+def owed_log(path: Path, last: int) -> None:
+    path.write_text("Overriding: max_iters = 100\n" + lines(range(0, last + 1, 10)))
+
+
+@pytest.mark.slow
+def test_a_restarted_daemon_sends_once_what_it_owes(tmp_path: Path, served: list[Serve]) -> None:
+    """Reproduction 10: killed with -9 near the end, the run finishing and another crashing while it was
+    down, the restarted daemon never sent either. Now it sends both, once, and nothing it already sent."""
+    sink = Sink()
+    fin, crash, old, tick = (tmp_path / f"{n}.log" for n in ("fin", "crash", "old", "tick"))
+    owed_log(fin, 80)
+    owed_log(crash, 80)
+    owed_log(old, 100)  # finished before any daemon saw it: history, never news
+    owed_log(tick, 10)  # still running: its snapshot is rebuilt every second (the ended runs' every 30 s)
+    args = [str(fin), str(crash), str(old), str(tick), "--notify", sink.url()]
+    try:
+        first = Serve(tmp_path, *args, name="first")
+        served.append(first)
+        wait_until(lambda: len(list((tmp_path / "state" / "trainwatch").glob("alerts-*.json"))) == 4,
+                   "the alert state of each run")
+        first.kill()
+        append(fin, lines(range(90, 101, 10)))
+        append(crash, iter_line(90) + "Traceback (most recent call last):\nRuntimeError: CUDA error: an illegal "
+                                     "memory access was encountered\n")
+        second = Serve(tmp_path, *args, name="second")
+        served.append(second)
+        sink.wait(lambda posts: len(posts) >= 2, timeout=CHILD_TIMEOUT_S)
+        second.kill()
+        third = Serve(tmp_path, *args, name="third")
+        served.append(third)
+        stamp = wait_until(lambda: run_metric(third.port, "trainwatch_snapshot_timestamp_seconds", "tick"), "a publish")
+        wait_until(lambda: (run_metric(third.port, "trainwatch_snapshot_timestamp_seconds", "tick") or 0) > stamp + 2,
+                   "two more publishes: the restart's evaluation is done")
+        third.stop()
+    finally:
+        sink.close()
+    assert sorted(str(t) for t in sink.titles()) == ["crash: crashed at iter 90", "fin: finished"]
+
+
+def run_metric(port: int, name: str, run: str) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics?name[]={name}", timeout=5) as r:
+            body = r.read().decode()
+    except OSError:
+        return None
+    m = re.search(rf'^{name}{{run="{run}"}} (\S+)$', body, re.M)
+    return float(m.group(1)) if m else None
+
+
+@pytest.mark.slow
+def test_secrets_never_reach_the_log_at_debug(tmp_path: Path, served: list[Serve]) -> None:
+    """Reproduction 11: at TRAINWATCH_LOG_LEVEL=DEBUG, urllib3 logged `"POST /tok3nPATH"`."""
+    sink = Sink()
+    log = tmp_path / "run.log"
+    owed_log(log, 90)
+    try:
+        serve = Serve(tmp_path, str(log), "--notify", sink.url("tok3nPATH"), env={"TRAINWATCH_LOG_LEVEL": "DEBUG"})
+        served.append(serve)
+        wait_until(lambda: serve.value("trainwatch_iteration") == 90.0, "the run")
+        append(log, iter_line(100))
+        sink.wait(lambda posts: [p.path for p in posts] == ["/tok3nPATH"], timeout=CHILD_TIMEOUT_S)
+        wait_until(lambda: "delivered" in serve.stderr(), "the delivery's debug line")
+        serve.stop()
+    finally:
+        sink.close()
+    err = serve.stderr()
+    assert "DEBUG" in err and "tok3n" not in err, err[-2000:]
+
+
+def test_metrics_leave_out_a_run_whose_values_raise_and_answer_for_the_others() -> None:
+    """The collector's per-run boundary: /metrics answers, every family whole, without the broken run."""
+    from dataclasses import replace
+
+    from prom_fixtures import full_snapshot
+
+    good = full_snapshot("good")
+    broken = replace(full_snapshot("broken"), iter="not a number")  # what a bug elsewhere could hand it
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TrainwatchCollector(lambda: (broken, good), version="test"))
+    families = exposition(registry)
+    assert {s.labels["run"] for f in families.values() for s in f.samples if "run" in s.labels} == {"good"}
+
+
+class Sent:
+    """A Sender that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    def send(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+
+def test_alert_rules_that_raise_for_one_run_notify_the_others(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The alert pump's per-run boundary: a run whose rules raise is logged once; the others are notified."""
+    from dataclasses import replace
+
+    from prom_fixtures import full_snapshot
+
+    sent = Sent()
+    pump = AlertPump(sent, AlertConfig(), busy=lambda: False, store=AlertStore(str(tmp_path / "state")))
+    running = full_snapshot("good", state="running", iter=100, max_iters=200)
+    broken = replace(full_snapshot("broken"), state="finished", iter=None)  # `f"{iter:,}"` raises
+    pump.on_snapshots([broken, running])
+    for t in (1.0, 2.0):
+        done = replace(running, state="finished", iter=200, taken_at=running.taken_at + t)
+        pump.on_snapshots([replace(broken, taken_at=done.taken_at), done])
+    assert [a.title for a in sent.alerts] == ["good: finished"]
+    assert len([r for r in caplog.records if "alert rules failed" in r.getMessage()]) == 1
+
+
+BAD_STATE_FILES = {
+    "not-json": "{not json",
+    "fired-is-text": '{"identity": %s, "memory": {"fired": "abc", "active": [], "finish_announced": null}}',
+    "announced-is-text": '{"identity": %s, "memory": {"fired": [], "active": [], "finish_announced": "x"}}',
+    "announced-is-inf": '{"identity": %s, "memory": {"fired": [], "active": [], "finish_announced": 1e999}}',
+    "identity-extra-key": '{"identity": {"x": 1}, "memory": {"fired": [], "active": [], "finish_announced": null}}',
+    "deep": "[" * 100_000 + "]" * 100_000,
+    "huge": '{"pad": "' + "x" * (2 << 20) + '"}',
+}
+
+
+@pytest.mark.parametrize("name", BAD_STATE_FILES)
+def test_a_malformed_alert_state_is_set_aside_and_notifications_go_on(tmp_path: Path, name: str,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Reproduction-adjacent (issue 21, "everything read from disk is validated"): a state file of the wrong
+    shape once raised inside the alert rules (a text where a number goes) or in json (RecursionError)."""
+    log = tmp_path / "run.log"
+    owed_log(log, 90)
+    store = AlertStore(str(tmp_path / "state"))
+    store.save(str(log), RunMemory())
+    state = Path(store.file_for(str(log)))
+    identity = json.dumps(json.loads(state.read_text())["identity"])
+    state.write_text(BAD_STATE_FILES[name].replace("%s", identity) if "%s" in BAD_STATE_FILES[name]
+                     else BAD_STATE_FILES[name])
+    sent = Sent()
+    pump = AlertPump(sent, AlertConfig(), busy=lambda: False, store=store)
+    clock = Clock()
+    mon = Monitor([RunSpec(str(log), "run")], poll_interval=0.05, clock=clock)
+    mon.subscribe(pump.on_snapshots)
+    try:
+        step_until_read(mon)
+        append(log, iter_line(100))
+        for _ in range(3):
+            clock.now += mon.republish_s
+            mon.step()
+    finally:
+        mon.stop()
+    assert [a.title for a in sent.alerts] == ["run: finished"]
+    assert Path(f"{state}.bad").exists() and "set aside" in caplog.text
+
+
+def test_a_log_scale_loss_chart_with_no_positive_loss(tmp_path: Path) -> None:
+    """Found by the long property run: `l` on a run whose losses are all 0 or negative made plotext raise
+    (an empty log axis) and the TUI exit."""
+    import asyncio
+
+    from tui_data import from_log
+    from tui_screen import screen_text
+
+    from exporters.tui.app import TrainwatchApp
+
+    path = tmp_path / "flat.log"
+    path.write_text("".join(iter_line(i, loss=loss) for i, loss in ((0, "0"), (10, "-1.5"), (20, "0.0"))))
+    snap = from_log(path)
+
+    async def show() -> str:
+        app = TrainwatchApp(lambda: (snap,), clock=lambda: snap.taken_at)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("l")
+            await pilot.pause()
+            return screen_text(app)
+
+    assert "no positive value to draw on a log scale" in asyncio.run(show())
+
+
+def test_a_log_scale_loss_chart_with_an_absurd_loss(tmp_path: Path) -> None:
+    """Found by the long property run: `l` on a run that once printed a loss of 1e231 made plotext overflow
+    placing its ticks, and the TUI exit."""
+    import asyncio
+
+    from tui_data import from_log
+    from tui_screen import screen_text
+
+    from exporters.tui.app import TrainwatchApp
+
+    path = tmp_path / "huge.log"
+    path.write_text("number of parameters: 10.00M\n" + iter_line(999999999999999999, loss="1.4733690527095306e+231"))
+    snap = from_log(path)
+
+    async def show() -> str:
+        app = TrainwatchApp(lambda: (snap,), clock=lambda: snap.taken_at)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("l")
+            await pilot.pause()
+            return screen_text(app)
+
+    screen = asyncio.run(show())
+    assert "huge" in screen and "chart not drawn" not in screen
+
+
+def test_a_loss_chart_with_a_loss_of_1e308(tmp_path: Path) -> None:
+    """Found by the third long property run: a printed loss of 1e308 beside ordinary ones made plotext's linear
+    scaling overflow (inf to int) and the TUI exit."""
+    import asyncio
+
+    from tui_data import from_log
+    from tui_screen import screen_text
+
+    from exporters.tui.app import TrainwatchApp
+
+    path = tmp_path / "big.log"
+    path.write_text(iter_line(0, loss="0") + iter_line(211, loss="1e308") + iter_line(300, loss="-882"))
+    snap = from_log(path)
+
+    async def show() -> str:
+        app = TrainwatchApp(lambda: (snap,), clock=lambda: snap.taken_at)
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.pause()
+            await pilot.press("l")
+            await pilot.pause()
+            await pilot.press("l")
+            await pilot.pause()
+            return screen_text(app)
+
+    screen = asyncio.run(show())
+    assert "big" in screen and "chart not drawn" not in screen
+
+
+def test_a_denormal_step_time_is_unknown(tmp_path: Path) -> None:
+    """Found by the fourth long property run: `time 1e-320ms` reached the speed chart, where plotext's scaling
+    overflowed (the chart's boundary caught it). A step under a nanosecond is no measurement."""
+    import asyncio
+
+    from tui_data import from_log
+    from tui_screen import screen_text
+
+    from exporters.tui.app import TrainwatchApp
+
+    path = tmp_path / "tiny.log"
+    path.write_text(iter_line(0, loss="0", ms="0") * 2 + iter_line(1, loss="0", ms="1e-320"))
+    snap = from_log(path)
+    assert [p.dt_s for p in snap.history] == [0.0, None]
+
+    async def show() -> str:
+        app = TrainwatchApp(lambda: (snap,), clock=lambda: snap.taken_at)
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.pause()
+            await pilot.press("l")
+            await pilot.pause()
+            return screen_text(app)
+
+    assert "chart not drawn" not in asyncio.run(show())
