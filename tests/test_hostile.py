@@ -10,6 +10,7 @@ test_hostile_fuzz.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -33,9 +34,12 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
+from tui_data import from_log
+from tui_screen import screen_text
 
 from exporters.notify import Notifier
 from exporters.prometheus import TrainwatchCollector
+from exporters.tui.app import TrainwatchApp
 from monitor.alerts.pump import AlertPump
 from monitor.alerts.rules import AlertConfig, AlertMemory, RunMemory, evaluate
 from monitor.alerts.store import AlertStore
@@ -720,30 +724,6 @@ def test_absurd_numbers_are_unknown_not_an_exception(tmp_path: Path, name: str) 
     assert "nonfinite" not in data, data.get("nonfinite")
 
 
-def test_an_absurd_run_in_the_terminal_view(tmp_path: Path) -> None:
-    """The TUI once exited 1 on a step of 1e20 ms (an OverflowError formatting its finish time)."""
-    import asyncio
-
-    from tui_data import from_log
-    from tui_screen import screen_text
-
-    from exporters.tui.app import TrainwatchApp
-
-    path = tmp_path / "b.log"
-    path.write_text(ABSURD_LOGS["step-1e20ms"])
-    snap = from_log(path)
-
-    async def show() -> str:
-        app = TrainwatchApp(lambda: (snap,), clock=lambda: snap.taken_at)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.pause()
-            await pilot.pause()
-            return screen_text(app)
-
-    screen = asyncio.run(show())
-    assert "b" in screen and "chart not drawn" not in screen
-
-
 OSC_NAME = "x\x1b]2;PWNED\x1b\\\x1b]52;c;ZWNobyBwd25lZA==\x1b\\"
 """A file name that sets a terminal's title and writes its clipboard (reproduction 4)."""
 
@@ -1105,106 +1085,47 @@ def test_a_malformed_alert_state_is_set_aside_and_notifications_go_on(tmp_path: 
     assert Path(f"{state}.bad").exists() and "set aside" in caplog.text
 
 
-def test_a_log_scale_loss_chart_with_no_positive_loss(tmp_path: Path) -> None:
-    """Found by the long property run: `l` on a run whose losses are all 0 or negative made plotext raise
-    (an empty log axis) and the TUI exit."""
-    import asyncio
-
-    from tui_data import from_log
-    from tui_screen import screen_text
-
-    from exporters.tui.app import TrainwatchApp
-
-    path = tmp_path / "flat.log"
-    path.write_text("".join(iter_line(i, loss=loss) for i, loss in ((0, "0"), (10, "-1.5"), (20, "0.0"))))
-    snap = from_log(path)
-
-    async def show() -> str:
-        app = TrainwatchApp(lambda: (snap,), clock=lambda: snap.taken_at)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.pause()
-            await pilot.press("l")
-            await pilot.pause()
-            return screen_text(app)
-
-    assert "no positive value to draw on a log scale" in asyncio.run(show())
-
-
-def test_a_log_scale_loss_chart_with_an_absurd_loss(tmp_path: Path) -> None:
-    """Found by the long property run: `l` on a run that once printed a loss of 1e231 made plotext overflow
-    placing its ticks, and the TUI exit."""
-    import asyncio
-
-    from tui_data import from_log
-    from tui_screen import screen_text
-
-    from exporters.tui.app import TrainwatchApp
-
-    path = tmp_path / "huge.log"
-    path.write_text("number of parameters: 10.00M\n" + iter_line(999999999999999999, loss="1.4733690527095306e+231"))
-    snap = from_log(path)
-
-    async def show() -> str:
-        app = TrainwatchApp(lambda: (snap,), clock=lambda: snap.taken_at)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.pause()
-            await pilot.press("l")
-            await pilot.pause()
-            return screen_text(app)
-
-    screen = asyncio.run(show())
-    assert "huge" in screen and "chart not drawn" not in screen
-
-
-def test_a_loss_chart_with_a_loss_of_1e308(tmp_path: Path) -> None:
-    """Found by the third long property run: a printed loss of 1e308 beside ordinary ones made plotext's linear
-    scaling overflow (inf to int) and the TUI exit."""
-    import asyncio
-
-    from tui_data import from_log
-    from tui_screen import screen_text
-
-    from exporters.tui.app import TrainwatchApp
-
-    path = tmp_path / "big.log"
-    path.write_text(iter_line(0, loss="0") + iter_line(211, loss="1e308") + iter_line(300, loss="-882"))
+def terminal_screen(path: Path, *keys: str) -> str:
+    """What the TUI shows for the log at `path` (as it is) after pressing `keys`, under Pilot."""
     snap = from_log(path)
 
     async def show() -> str:
         app = TrainwatchApp(lambda: (snap,), clock=lambda: snap.taken_at)
         async with app.run_test(size=(100, 32)) as pilot:
             await pilot.pause()
-            await pilot.press("l")
-            await pilot.pause()
-            await pilot.press("l")
-            await pilot.pause()
+            for key in keys:
+                await pilot.press(key)
+                await pilot.pause()
             return screen_text(app)
 
-    screen = asyncio.run(show())
-    assert "big" in screen and "chart not drawn" not in screen
+    return asyncio.run(show())
 
 
-def test_a_denormal_step_time_is_unknown(tmp_path: Path) -> None:
-    """Found by the fourth long property run: `time 1e-320ms` reached the speed chart, where plotext's scaling
-    overflowed (the chart's boundary caught it). A step under a nanosecond is no measurement."""
-    import asyncio
+TUI_LOGS = {  # name → (log, keys pressed, what the view shows); each once made the TUI exit with a traceback
+    "step-1e20ms": (ABSURD_LOGS["step-1e20ms"], (), "200 / 2,000"),  # OverflowError formatting its finish time
+    # found by the long property runs (bench/README.md, "Hostile input, round 2"):
+    "no-positive-loss-log-scale": ("".join(iter_line(i, loss=x) for i, x in ((0, "0"), (10, "-1.5"), (20, "0.0"))),
+                                   ("l",), "no positive value to draw on a log scale"),  # an empty log axis
+    "loss-1e231-log-scale": ("number of parameters: 10.00M\n" + iter_line(10**18 - 1, loss="1.4733690527095306e+231"),
+                             ("l",), "loss"),  # plotext's ticks overflowed
+    "loss-1e308": (iter_line(0, loss="0") + iter_line(211, loss="1e308") + iter_line(300, loss="-882"),
+                   ("l", "l"), "loss"),  # plotext's linear scaling overflowed
+    "step-1e-320ms": (iter_line(0, loss="0", ms="0") * 2 + iter_line(1, loss="0", ms="1e-320"), ("l",),
+                      "iteration time"),  # a denormal step time overflowed the speed chart
+}
 
-    from tui_data import from_log
-    from tui_screen import screen_text
 
-    from exporters.tui.app import TrainwatchApp
+@pytest.mark.parametrize("name", TUI_LOGS)
+def test_the_terminal_view_shows_absurd_runs(tmp_path: Path, name: str) -> None:
+    """Every chart drawn (its boundary, "chart not drawn", unused) and the view alive."""
+    text, keys, shown = TUI_LOGS[name]
+    path = tmp_path / f"{name}.log"
+    path.write_text(text)
+    screen = terminal_screen(path, *keys)
+    assert shown in screen and "chart not drawn" not in screen, screen
 
+
+def test_a_step_under_a_nanosecond_is_unknown(tmp_path: Path) -> None:
     path = tmp_path / "tiny.log"
-    path.write_text(iter_line(0, loss="0", ms="0") * 2 + iter_line(1, loss="0", ms="1e-320"))
-    snap = from_log(path)
-    assert [p.dt_s for p in snap.history] == [0.0, None]
-
-    async def show() -> str:
-        app = TrainwatchApp(lambda: (snap,), clock=lambda: snap.taken_at)
-        async with app.run_test(size=(100, 32)) as pilot:
-            await pilot.pause()
-            await pilot.press("l")
-            await pilot.pause()
-            return screen_text(app)
-
-    assert "chart not drawn" not in asyncio.run(show())
+    path.write_text(TUI_LOGS["step-1e-320ms"][0])
+    assert [p.dt_s for p in from_log(path).history] == [0.0, None]
