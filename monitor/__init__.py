@@ -17,7 +17,8 @@ Where is X?
 - the writer thread, telemetry, the config file, loading a whole log, systemd units, asking Slurm for jobs
   (`slurm.py`): `daemon/`;
 - arguments, commands, exit codes, the one place that wires exporters in: `cli/`;
-- durations, sizes, printable text (`units.py`); the error a user can fix (`errors.py`).
+- durations, sizes, printable text (`units.py`); the error a user can fix (`errors.py`); the sane range of
+  every number from a log or a user (`limits.py`); every default and the XDG directories (`defaults.py`).
 
 The import rules between these rooms are contracts in pyproject.toml, checked by `lint-imports`.
 """
