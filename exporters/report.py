@@ -26,11 +26,12 @@ def to_dict(s: Snapshot) -> dict[str, Any]:
         "loss": {"train": _num(s.train_loss), "val": _num(s.val_loss), "best_val": _num(s.best_val),
                  "final_p50": fl.p50, "final_p10": fl.p10, "final_p90": fl.p90, "final_of": fl.of,
                  "final_reason": fl.reason, "final_schedule": fl.schedule or None, "target": s.target_loss},
-        "tokens": {"per_iter": s.tokens_per_iter, "seen": s.tokens_seen, "total": s.tokens_total,
-                   "per_second": fc.tokens_per_s, "dataset": s.dataset_tokens, "epochs": s.epochs,
-                   "epochs_total": s.epochs_total},
-        "compute": {"params": s.params, "flops_per_token": s.flops_per_token, "flops_done": s.flops_done,
-                    "flops_total": s.flops_total, "mfu": s.mfu, "mfu_logged": s.mfu_logged,
+        "tokens": {"per_iter": _count(s.tokens_per_iter), "seen": _count(s.tokens_seen),
+                   "total": _count(s.tokens_total), "per_second": fc.tokens_per_s, "dataset": _count(s.dataset_tokens),
+                   "epochs": s.epochs, "epochs_total": s.epochs_total},
+        "compute": {"params": _count(s.params), "flops_per_token": _count(s.flops_per_token),
+                    "flops_done": _count(s.flops_done), "flops_total": _count(s.flops_total), "mfu": s.mfu,
+                    "mfu_logged": s.mfu_logged,
                     "gpu_peak_flops": s.gpu_peak_flops},
         "time": {"elapsed_s": s.elapsed_s, "iter_s": fc.iter_s, "eval_overhead_s": fc.eval_overhead_s,
                  "evals_left": fc.evals_left, "eta_s": fc.eta_s, "eta_p10_s": fc.eta_p10_s,
@@ -76,6 +77,11 @@ def _strict(value: Any, path: str, nonfinite: dict[str, str]) -> Any:
     if isinstance(value, (list, tuple)):
         return [_strict(v, f"{path}[{i}]", nonfinite) for i, v in enumerate(value)]
     return value
+
+
+def _count(v: float | None) -> int | None:
+    """A count (tokens, parameters, FLOPs) is a whole number in JSON, however the state carried it."""
+    return round(v) if v is not None and math.isfinite(v) else None
 
 
 def _num(v: float | None) -> float | str | None:
@@ -166,8 +172,8 @@ def _iter_time(v: float | None) -> str:
 
 def _eta(s: Snapshot) -> str:
     fc = s.forecast
-    if s.state == "finished":
-        return "finished"
+    if s.state in ("finished", "crashed"):
+        return s.state  # a run that crashed before its first iteration is not waiting for one
     if fc.eta_s is None:
         return f"— ({fc.reason})" if fc.reason else "—"
     return (f"{duration(fc.eta_s)} ({duration(fc.eta_p10_s)} – {duration(fc.eta_p90_s)}), "

@@ -232,6 +232,8 @@ class Snapshot:
     final_loss_halfway: FinalLoss | None = None  # once finished: what was predicted at 50 %
     source: str = ""  # the log's path as the OS has it, when escaping made `log` differ: a key, never shown
 
+    no_progress: str | None = None  # lines were read and none of any format tried was recognised: says so
+
     @property
     def key(self) -> str:
         """The run's identity for whoever keeps something about it (alert memory, saved state)."""

@@ -30,6 +30,7 @@ class AutoParser(FormatDefaults):
         self._parsers = list(parsers)
         self._pending: list[deque[Event]] = [deque(maxlen=PENDING_MAX) for _ in self._parsers]
         self._current: int | None = None
+        self.formats = tuple(p.name for p in self._parsers)  # what a line is tried as
         self.name = fallback.name
         self.defaults = fallback.defaults
         self.zero_based = fallback.zero_based

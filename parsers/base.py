@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
-from parsers.events import ErrorEvent, Event, Notice
+from parsers.events import ErrorEvent, Event, Iteration, Notice
 from parsers.text import clean_segments
 
 NUM = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|nan|NaN|inf|Inf)"
@@ -21,9 +22,9 @@ class Parser(Protocol):
 
     Besides `parse`, the core reads what the format itself knows: the script's `defaults` for settings
     a log may not print, whether its step numbers are `zero_based` (nanoGPT's `iter N` is step N+1 of a
-    0..max_iters loop; llm.c's `step N/M` counts steps done), and `iter_fields`, a multi-line pattern of
-    one iteration line's (iter, loss, time ms, mfu) that lets a long run of such lines be read in bulk,
-    after which `end_block` resets any multi-line state the skipped lines would have touched.
+    0..max_iters loop; llm.c's `step N/M` counts steps done), and `bulk`, its plain iteration line, which
+    lets a log read on attach be matched a block at a time (monitor.model.bulk), after which
+    `end_block(last_iter)` tells the parser what the lines read that way would have.
     """
 
     name: str
@@ -35,11 +36,11 @@ class Parser(Protocol):
     def zero_based(self) -> bool: ...
 
     @property
-    def iter_fields(self) -> re.Pattern[str] | None: ...
+    def bulk(self) -> BulkLine | None: ...
 
     def parse(self, line: str) -> list[Event]: ...
 
-    def end_block(self) -> None: ...
+    def end_block(self, last_iter: int) -> None: ...
 
 
 class FormatDefaults:
@@ -47,10 +48,40 @@ class FormatDefaults:
 
     defaults: Mapping[str, object] = MappingProxyType({})
     zero_based = False
-    iter_fields: re.Pattern[str] | None = None
+    bulk: BulkLine | None = None
 
-    def end_block(self) -> None:
+    def end_block(self, last_iter: int) -> None:
         """No multi-line state spans a run of iteration lines."""
+
+
+PLAIN = r"[0-9]+\.?[0-9]*"
+"""A plain decimal for BulkLine patterns: float() reads it as to_float() does; never nan or inf."""
+
+
+@dataclass(frozen=True)
+class BulkLine:
+    """A format's ordinary iteration line, for reading long runs of them at once (monitor.model.bulk).
+
+    `source` matches one whole line, its newline included (compiled with MULTILINE for bytes and for
+    text); group `iter` is the iteration (at most 18 digits, as INT), group `ms` its duration in
+    milliseconds (PLAIN), and `event` turns the groups (as text) into the Iteration the parser gives for
+    that line. A line it matches must
+    be one the parser turns into exactly that event with a finite loss, changing nothing in the parser
+    but what its `end_block(last_iter)` sets, unless the text read holds `unsafe` (a line that makes the
+    parser take the next one as something else): such text is read line by line.
+    """
+
+    source: str
+    iter: int
+    ms: int
+    event: Callable[..., Iteration]
+    unsafe: str | None = None
+    pattern: re.Pattern[bytes] = field(init=False)
+    text: re.Pattern[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", re.compile(self.source.encode(), re.M))
+        object.__setattr__(self, "text", re.compile(self.source, re.M | re.ASCII))
 
 
 def feed(parser: Parser, raw: str) -> list[Event]:
@@ -142,7 +173,7 @@ class Fatal:
             code = int(m.group(1))
             sig = _SIGNALS.get(code)
             return [ErrorEvent("ChildFailedError", f"worker exited with code {code}" + (f" ({sig})" if sig else ""))]
-        m = _WARNING.search(line)
+        m = _WARNING.search(line) if "Warning: " in line else None  # the search backtracks over a long word
         if m and "Warning" in m.group(1):
             return [Notice("warning", f"{m.group(1)}: {m.group(2)}")]
         return None

@@ -63,6 +63,11 @@ def make_parser(name: str | None, head: str = "") -> Parser:
     return PARSERS[found]() if found else auto_parser()
 
 
+def formats_tried(parser: Parser) -> tuple[str, ...]:
+    """The formats `parser` reads lines as: every format for an AutoParser, else its own."""
+    return tuple(getattr(parser, "formats", (parser.name,)))
+
+
 def auto_parser() -> AutoParser:
     return AutoParser([PARSERS[n]() for n in AUTO_ORDER], fallback=NanoGptParser())
 

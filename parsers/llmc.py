@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from parsers.base import INT, NUM, Fatal, FormatDefaults, finite, to_float, to_int
+from parsers.base import INT, NUM, PLAIN, BulkLine, Fatal, FormatDefaults, finite, to_float, to_int
 from parsers.events import Checkpoint, ConfigValue, ErrorEvent, Eval, Event, Iteration, Notice, RunStart
 
 _STEP = re.compile(rf"^step\s+({INT})/({INT})\s*[|:]\s*(?:train )?loss\s+({NUM})")
@@ -56,6 +56,11 @@ _SCHEDULE_ROWS: dict[str, str] = {  # the learning-rate schedule, for the final-
 
 class LlmcParser(FormatDefaults):
     name = "llmc"
+    bulk = BulkLine(rf"^step +([0-9]{{1,18}})/([0-9]{{1,18}}) \| loss ({PLAIN}) \([^()|\n]*\)\| norm [^|\n]*\| "
+                    rf"lr [^|\n]*\| ({PLAIN}) ms \| (-?{PLAIN})% bf16 MFU \| ({PLAIN}) tok/s\n",
+                    iter=0, ms=3, event=lambda *groups: _bulk_step(*groups), unsafe="ERROR]")
+    """train_gpt2.cu's step line, for reading runs of them in bulk (monitor.model.bulk). A library error's `at file`
+    line makes the parser take the next line as its message: text holding one is read line by line."""
 
     def __init__(self) -> None:
         self._fatal = Fatal()
@@ -91,6 +96,11 @@ class LlmcParser(FormatDefaults):
         if fatal is not None:
             return fatal
         return self._other(line)
+
+    def end_block(self, last_iter: int) -> None:
+        """Step lines were read in bulk: the last one's step is where evals and checkpoints land."""
+        self._step = last_iter
+        self._sample_rules = 0
 
     def _step_line(self, line: str) -> list[Event]:
         m = _STEP.match(line)
@@ -211,6 +221,13 @@ def _fields(rest: str) -> tuple[float | None, float | None, float | None, float 
         elif part.startswith("lr "):
             lr = finite(to_float(part[3:]))
     return ms, mfu, tokens, lr
+
+
+def _bulk_step(step: str, total: str, loss: str, ms: str, mfu: str, tokens: str) -> Iteration:
+    """What `_step_line` gives for a line of `LlmcParser.bulk` (plain numbers only)."""
+    mfu_pct = float(mfu)
+    return Iteration(iter=int(step), loss=float(loss), dt_s=float(ms) / 1000.0,
+                     mfu=mfu_pct / 100.0 if mfu_pct >= 0 else None, max_iters=int(total), tokens_per_s=float(tokens))
 
 
 def _mainlog(m: re.Match[str]) -> Event:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from parsers.base import INT, NUM, Fatal, FormatDefaults, finite, to_float
+from parsers.base import INT, NUM, PLAIN, BulkLine, Fatal, FormatDefaults, finite, to_float
 from parsers.events import Checkpoint, ConfigValue, Eval, Event, Iteration, Notice, RunStart
 from parsers.nanogpt_config import TRAIN_DEFAULTS
 from parsers.pyconfig import override_value, parse_assignment
@@ -35,10 +35,9 @@ class NanoGptParser(FormatDefaults):
     name = "nanogpt"
     defaults = DEFAULTS
     zero_based = True  # train.py runs iterations 0..max_iters: `iter N` is step N+1
-    iter_fields = re.compile(r"^iter (\d{1,18}): loss ([-\d.e+]+)(?: [A-Za-z]+)?, time ([\d.e+]+)ms"
-                             r"(?:, mfu ([-\d.]+)%)?", re.M)
-    """One iteration line's fields, for reading runs of them in bulk (monitor.model.bulk): a looser pattern
-    than the line parser's, for speed; the numbers are checked when converted."""
+    bulk = BulkLine(rf"^iter ([0-9]{{1,18}}): loss ({PLAIN}), time ({PLAIN})ms(?:, mfu (-?{PLAIN})%)?\n", iter=0, ms=2,
+                    event=lambda *groups: _iteration_of(*groups))
+    """The plain iteration line, for reading runs of them in bulk (monitor.model.bulk)."""
 
     def __init__(self) -> None:
         self._fatal = Fatal()
@@ -68,7 +67,7 @@ class NanoGptParser(FormatDefaults):
                 return [ConfigValue(kv[0], kv[1], "config-file")]
         return []
 
-    def end_block(self) -> None:
+    def end_block(self, last_iter: int) -> None:
         """A run of iteration lines was read in bulk: they end a config block as parse() would."""
         self._in_config = False
 
@@ -113,13 +112,16 @@ class NanoGptParser(FormatDefaults):
 
 
 def _iteration(m: re.Match[str]) -> Iteration:
-    ms = finite(to_float(m.group(3)))
-    mfu = finite(to_float(m.group(4)))
+    return _iteration_of(m.group(1), m.group(2), m.group(3), m.group(4))
+
+
+def _iteration_of(it: str, loss: str, time_ms: str, mfu_pct: str | None) -> Iteration:
+    ms = finite(to_float(time_ms))
+    mfu = finite(to_float(mfu_pct))
     return Iteration(
-        iter=int(m.group(1)),
-        loss=to_float(m.group(2)),
+        iter=int(it),
+        loss=to_float(loss),
         dt_s=ms / 1000.0 if ms is not None and ms >= 0 else None,
         # nanoGPT prints -100.00% until it has measured five iterations of its own.
         mfu=mfu / 100.0 if mfu is not None and mfu >= 0 and mfu == mfu else None,
     )
-

@@ -6,6 +6,7 @@ import re
 
 MAX_LINE_CHARS = 64 * 1024
 """Longer lines are cut: no real metric line is near this, and a 100 MB line must not be kept whole."""
+MAX_LINE_BYTES = MAX_LINE_CHARS * 4  # a UTF-8 char is at most 4 bytes
 
 # CSI (ESC [ ... final), OSC (ESC ] ... BEL or ESC \), other two-byte escapes, and C1 CSI (0x9b).
 _ESCAPES = re.compile(
@@ -38,3 +39,14 @@ def _clean(segment: str) -> str:
     if _CONTROL.search(segment):
         segment = _CONTROL.sub("", segment)
     return segment.rstrip()
+
+
+def decode_lines(body: bytes) -> list[str]:
+    """Lines of `body` (newlines between them, none at its end), decoded as monitor.follow.lines.LineSplitter does."""
+    text = body.decode("utf-8", "replace")
+    lines = text.split("\n")
+    if len(body) > MAX_LINE_BYTES and max(map(len, lines)) > MAX_LINE_BYTES:
+        lines = [ln[:MAX_LINE_BYTES] for ln in lines]
+    if "\r\n" in text:  # CRLF line ends (screen logs)
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    return lines

@@ -22,6 +22,8 @@ from prometheus_client import CollectorRegistry
 
 from exporters.prometheus import TrainwatchCollector
 
+pytestmark = pytest.mark.xdist_group("dashboard")  # one npm install and one tsc run for the module
+
 CHECK_DIR = Path(__file__).parent / "dashboard_check"
 PANEL_SCHEMAS = {  # panel type → its options/field-config types in @grafana/schema (the Grafana 11 plugins)
     "timeseries": "timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen",

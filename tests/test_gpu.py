@@ -33,7 +33,7 @@ FAKE_C = Path(__file__).with_name("fake_nvml.c")
 E = pynvml.NVMLError
 
 
-def wait_for(cond, timeout=10.0):
+def wait_for(cond, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():

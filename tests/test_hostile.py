@@ -575,7 +575,7 @@ def test_serve_stays_responsive_and_bounded_under_a_50_mb_per_s_writer(tmp_path:
         writer = subprocess.Popen([sys.executable, "-c", GROWER, str(log), "50e6", "3"], stdout=subprocess.PIPE)
         stamps: list[float] = []
         counts: list[float] = []
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # ~16 s alone; a loaded CI machine parses far slower
         while len(set(stamps)) < 6 or writer.poll() is None:  # 6 distinct snapshots, and the writer done
             assert time.monotonic() < deadline, f"snapshots seen: {sorted(set(stamps))}"
             stamp = metric(port, "trainwatch_snapshot_timestamp_seconds")

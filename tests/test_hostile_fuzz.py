@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
@@ -32,6 +33,7 @@ from parsers.detect import make_parser
 from parsers.pyconfig import literal_value, parse_assignment
 
 EXAMPLES = 10_000 if os.environ.get("CI") else 500
+pytestmark = pytest.mark.slow  # in CI: a minute each
 PROFILE = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Text biased towards what the parsers look for, so the fuzzer reaches their branches.

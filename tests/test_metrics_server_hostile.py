@@ -28,6 +28,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.xdist_group("served")  # one abused serve for the module
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = 10464
 USER, PASSWORD = "prometheus", "s3cret"

@@ -40,6 +40,7 @@ from monitor.snapshot import Snapshot
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("prometheus"),  # one Prometheus + Alertmanager stack for the module
     pytest.mark.skipif(shutil.which("prometheus") is None or shutil.which("prometheus-alertmanager") is None,
                        reason="Debian's prometheus / prometheus-alertmanager are not installed "
                               "(apt-get install --no-install-recommends prometheus prometheus-alertmanager; "

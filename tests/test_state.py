@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
+
 from monitor.model.history import Thinned
 from monitor.model.ingest import Ingest
 from monitor.model.state import RunState
@@ -91,6 +93,7 @@ def test_series_stays_bounded_and_keeps_recent_points_exact() -> None:
     assert s.points[0] < 1000  # the start of the run is still represented
 
 
+@pytest.mark.slow
 def test_state_memory_is_flat_over_a_long_log() -> None:
     tracemalloc.start()
     ingest = Ingest(NanoGptParser(), RunState(defaults=dict(DEFAULTS)))

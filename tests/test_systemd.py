@@ -28,6 +28,8 @@ from monitor.cli import build_parser
 from monitor.daemon import install as service
 from monitor.errors import TrainwatchError
 
+pytestmark = pytest.mark.xdist_group("systemd")  # one wheel built for the module
+
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "systemd"
 ANALYZE = shutil.which("systemd-analyze")

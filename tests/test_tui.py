@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 from tui_data import FIXED_NOW, corpus, from_log, gpus, head, simulated, synthetic
-from tui_screen import screen_text, wait_for, widget_text
+from tui_screen import ready, screen_text, wait_for, widget_text
 
 from exporters.tui import plotdata
 from exporters.tui.app import TrainwatchApp, run_tui
@@ -41,13 +40,6 @@ pytestmark = pytest.mark.usefixtures("tui_terminal")
 
 def app_for(*snaps: Snapshot, now: float = FIXED_NOW, **kw: object) -> TrainwatchApp:
     return TrainwatchApp(lambda: snaps, clock=lambda: now, **kw)  # type: ignore[arg-type]
-
-
-async def ready(pilot: Pilot[None]) -> None:
-    """The first snapshot is on screen (under load, mounting can take a few frames)."""
-    app = pilot.app
-    await wait_for(pilot, lambda: bool(app.query(RunView)) and all(v.query(ProgressPanel) for v in app.query(RunView)))
-    await pilot.pause()
 
 
 async def shown(app: TrainwatchApp, widget_type: type, size: tuple[int, int] = (120, 40)) -> str:
@@ -169,12 +161,9 @@ async def test_loss_chart_train_smoothed_val_and_log_key(tmp_path: Path) -> None
         assert "loss" in text and "val" in text and "smoothed" in text and "5k" in text
         assert "(log scale)" not in text
         await pilot.press("l")
-        await pilot.pause()
-        assert chart.log_scale
-        assert "loss (log scale)" in widget_text(app, chart)
+        await wait_for(pilot, lambda: chart.log_scale and "loss (log scale)" in widget_text(app, chart))
         await pilot.press("l")
-        await pilot.pause()
-        assert not chart.log_scale and "(log scale)" not in widget_text(app, chart)
+        await wait_for(pilot, lambda: not chart.log_scale and "(log scale)" not in widget_text(app, chart))
 
 
 @pytest.mark.asyncio
@@ -384,9 +373,9 @@ async def test_several_runs_tabs_overview_and_keys(tmp_path: Path) -> None:
              from_log(corpus(NAN, tmp_path), run="gamma"))
     app = app_for(*snaps)
     async with app.run_test(size=(120, 40)) as pilot:
-        await ready(pilot)
+        await ready(pilot)  # the overview's rows are there: under load the tabs mount over several frames
         tabs = app.query_one(TabbedContent)
-        assert tabs.active == "overview"
+        await wait_for(pilot, lambda: tabs.active == "overview")
         table = app.query_one(Overview)
         assert table.row_count == 3
         row = [str(c) for c in table.get_row_at(1)]
@@ -395,17 +384,15 @@ async def test_several_runs_tabs_overview_and_keys(tmp_path: Path) -> None:
         for key, active in [("2", "run-2"), ("tab", "run-3"), ("tab", "overview"), ("shift+tab", "run-3"),
                             ("0", "overview"), ("1", "run-1"), ("9", "run-1")]:
             await pilot.press(key)
-            await pilot.pause()
-            assert tabs.active == active, key
+            await wait_for(pilot, lambda active=active: tabs.active == active)  # type: ignore[misc]
         assert len(app.query(RunView)) == 3
         await pilot.press("0")
-        await pilot.pause()
+        await wait_for(pilot, lambda: tabs.active == "overview")
         table.focus()
         table.move_cursor(row=2)
         await pilot.press("enter")
-        await pilot.pause()
-        assert tabs.active == "run-3"
-        assert "gamma" in widget_text(app, app.query_one("#run-3").query_one(RunHeader))
+        await wait_for(pilot, lambda: tabs.active == "run-3"
+                       and "gamma" in widget_text(app, app.query_one("#run-3").query_one(RunHeader)))
 
 
 @pytest.mark.asyncio

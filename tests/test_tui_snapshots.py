@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from tui_data import FIXED_NOW, synthetic
-from tui_screen import wait_for
+from tui_screen import ready
 
 from exporters.tui.app import TrainwatchApp
-from exporters.tui.run_view import RunView
 from monitor.snapshot import Note, Snapshot
 
 SnapCompare = Callable[..., bool]
@@ -31,8 +30,7 @@ def app_for(*snaps: Snapshot) -> TrainwatchApp:
 
 
 async def mounted(pilot: Pilot[Any]) -> None:
-    await wait_for(pilot, lambda: bool(pilot.app.query(RunView)))
-    await pilot.pause()
+    await ready(pilot)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])

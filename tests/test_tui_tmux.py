@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PANELS = ("shakespeare-char", "ETA", "loss", "iteration time", "GPU", "stats", "events", "q quit")
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
 
 def trainwatch() -> list[str]:
@@ -57,7 +57,8 @@ class Tmux:
 
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX", "TEXTUAL")}
+    # COLUMNS/LINES (set under pytest-xdist's workers) would override the pane's 120×40 in Textual
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX", "TEXTUAL", "COLUMNS", "LINES")}
     t = Tmux(tmp_path / "tmux.sock", env)
     yield t
     t("kill-server")

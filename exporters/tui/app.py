@@ -100,8 +100,8 @@ class TrainwatchApp(App[None]):
                           following=self.following)
         for view, s in zip(self.query(RunView), snaps, strict=False):
             view.show(s, ctx)
-        if len(snaps) > 1:
-            self.query_one(Overview).show(snaps, ctx)
+        for table in self.query(Overview):  # absent with one run (and for a moment while tabs are mounted)
+            table.show(snaps, ctx)
 
     async def _build(self, snaps: tuple[Snapshot, ...]) -> None:
         body = self.query_one("#body")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
 
 from exporters.tui.charts import LossChart, SpeedChart
 from exporters.tui.context import ViewContext
@@ -15,9 +17,14 @@ from exporters.tui.stats import StatsPanel
 from monitor.snapshot import Snapshot
 
 
+class NoProgress(Static):
+    """Said instead of an empty run when no line of the log was recognised (a file that is not a training log)."""
+
+
 class RunView(Vertical):
     def compose(self) -> ComposeResult:
         yield RunHeader()
+        yield NoProgress(id="no-progress")
         yield ProgressPanel()
         with Horizontal(classes="charts"):
             yield LossChart()
@@ -29,6 +36,10 @@ class RunView(Vertical):
 
     def show(self, s: Snapshot, ctx: ViewContext) -> None:
         self.query_one(RunHeader).show(s, ctx)
+        self.set_class(s.no_progress is not None, "-no-progress")  # the note, and nothing but the header
+        if s.no_progress:
+            self.query_one(NoProgress).update(Text(s.no_progress))  # a path is text, never markup
+            return
         self.query_one(ProgressPanel).show(s, ctx)
         self.query_one(LossChart).show(s)
         self.query_one(SpeedChart).show(s)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import os
 import sys
@@ -28,6 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _top() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     p = _Parser(prog="trainwatch", description="Live monitor for LLM training logs.")
+    version = importlib.metadata.version("trainwatch")
+    p.add_argument("-V", "--version", action="version", version=f"trainwatch {version}")
     return p, p.add_subparsers(dest="command", required=True)
 
 

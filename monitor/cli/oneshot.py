@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from monitor.cli.options import plan_target, run_name, user_settings
 from monitor.daemon.load import load
+from monitor.errors import TrainwatchError
 from monitor.model.build import build_snapshot
 from monitor.model.plan import check
 
@@ -47,6 +48,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                           lines=ingest.lines, parse_errors=ingest.parse_errors, history=False,
                           price_per_kwh=args.price_per_kwh, power_watts=args.power_watts,
                           target_loss=args.target_loss)
+    if snap.no_progress is not None:
+        raise TrainwatchError(snap.no_progress)
     target = plan_target(args)
     if target is not None:
         snap = replace(snap, plan=check(snap, target))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from parsers.text import MAX_LINE_CHARS
-
-MAX_LINE_BYTES = MAX_LINE_CHARS * 4  # a UTF-8 char is at most 4 bytes
+from parsers.text import MAX_LINE_BYTES, decode_lines
 
 
 class LineSplitter:
@@ -19,27 +17,40 @@ class LineSplitter:
         self._skipping = False  # inside an over-long line, discarding until its newline
 
     def feed(self, chunk: bytes) -> list[str]:
-        if not chunk:
-            return []
-        out: list[str] = []
+        head, body = self._complete(chunk)
+        out = [_decode(head)] if head is not None else []
+        if body:
+            out.extend(decode_lines(body[:-1]))
+        return out
+
+    def feed_block(self, chunk: bytes) -> bytes:
+        """The chunk's complete lines undecoded, each ending in a newline (monitor.bulk reads bytes):
+        `decode_lines` of it, its last newline left out, is what `feed` returns."""
+        head, body = self._complete(chunk)
+        return body if head is None else head + b"\n" + body
+
+    def _complete(self, chunk: bytes) -> tuple[bytes | None, bytes]:
+        """The line the held part completes (capped, without its newline), and the complete lines after it."""
+        head: bytes | None = None
         start = 0
-        if self._skipping or self._partial:
+        if chunk and (self._skipping or self._partial):
             nl = chunk.find(b"\n")
             if nl < 0:
                 self._extend(chunk)
-                return out
+                return None, b""
             self._extend(chunk[:nl])
-            out.append(_decode(bytes(self._partial)))
+            head = bytes(self._partial)
             self._partial.clear()
             self._skipping = False
             start = nl + 1
+        body = b""
         end = chunk.rfind(b"\n")
         if end >= start:
-            out.extend(_decode_lines(chunk[start:end]))
+            body = chunk[start:end + 1]
             start = end + 1
         if start < len(chunk):
             self._extend(chunk[start:])
-        return out
+        return head, body
 
     def flush(self) -> str | None:
         """The unterminated last line, if any (a log that ends without a newline)."""
@@ -71,13 +82,3 @@ class LineSplitter:
 
 def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", "replace").rstrip("\r")
-
-
-def _decode_lines(body: bytes) -> list[str]:
-    text = body.decode("utf-8", "replace")
-    lines = text.split("\n")
-    if len(body) > MAX_LINE_BYTES and max(map(len, lines)) > MAX_LINE_BYTES:
-        lines = [ln[:MAX_LINE_BYTES] for ln in lines]
-    if "\r\n" in text:  # CRLF line ends (screen logs)
-        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-    return lines

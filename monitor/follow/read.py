@@ -8,8 +8,11 @@ from collections.abc import Iterator
 
 from monitor.errors import TrainwatchError
 from monitor.follow.lines import LineSplitter
+from parsers.text import decode_lines
 
 CHUNK = 1 << 20
+"""The first read, whose lines detect the format; later reads are READ bytes (monitor.model.bulk takes them whole)."""
+READ = 8 << 20
 
 
 def open_log(path: str) -> int:
@@ -46,8 +49,9 @@ def looks_binary(sample: bytes) -> bool:
     return control > 0.05 * len(body) or invalid > 0.1 * len(body)
 
 
-def read_batches(path: str, max_bytes: int | None = None) -> Iterator[tuple[bytes, list[str]]]:
-    """The file's lines in batches, with the first chunk's raw bytes (for format detection).
+def read_blocks(path: str, max_bytes: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """The file's complete lines in blocks of undecoded bytes, each line ending in a newline (an
+    unterminated last line gets one), with the first chunk's raw bytes (for format detection).
 
     Raises TrainwatchError for a missing, unreadable, empty or binary file.
     """
@@ -62,16 +66,22 @@ def read_batches(path: str, max_bytes: int | None = None) -> Iterator[tuple[byte
             splitter = LineSplitter()
             chunk, read = head, len(head)
             while chunk:
-                yield head, splitter.feed(chunk)
+                yield head, splitter.feed_block(chunk)
                 if max_bytes is not None and read >= max_bytes:
                     break
-                chunk = fh.read(CHUNK)
+                chunk = fh.read(READ if max_bytes is None else min(READ, max(max_bytes - read, 1)))
                 read += len(chunk)
             tail = splitter.flush()
             if tail is not None:
-                yield head, [tail]
+                yield head, tail.encode() + b"\n"
     except OSError as e:
         raise TrainwatchError(f"{path}: {e.strerror or e}") from None
+
+
+def read_batches(path: str, max_bytes: int | None = None) -> Iterator[tuple[bytes, list[str]]]:
+    """`read_blocks` as decoded lines, for what replays a log line by line (backtest)."""
+    for head, block in read_blocks(path, max_bytes):
+        yield head, decode_lines(block[:-1]) if block else []
 
 
 def train_bin_tokens(data_dir: str) -> int:

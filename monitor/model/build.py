@@ -96,7 +96,12 @@ def build_snapshot(state: RunState, *, run: str, log: str, now: float, lines: in
         final_loss=final_loss(state), target_loss=target_loss,
         final_loss_halfway=predicted_at(state, 0.5) if state.status == "finished" else None,
         source=source if source is not None and source != log else "",
+        no_progress=_no_progress(state, log) if lines and not state.events else None,
     )
+
+
+def _no_progress(state: RunState, log: str) -> str:
+    return f"no training progress found in {log} (formats tried: {', '.join(state.formats or (state.format,))})"
 
 
 def _last_mfu(state: RunState) -> float | None:

@@ -1,115 +1,98 @@
-"""Backfill in bulk: runs of plain iteration lines folded in one go instead of line by line.
+"""Backfill in bulk: a log read on attach is matched a block at a time with one regex, not line by line.
 
-A log written with log_interval 1 is almost all `iter N: …` lines. Read on attach, they carry no
-arrival time, and the state needs from them only sums (the training clock, eval overhead), the last
-point, a few recent durations and a thinned history for charts. So a run of such lines is matched
-with one regex over the whole text, its numbers summed in C (`map`, `sum`, `accumulate`), and only
-every k-th line becomes a history point. Lines that need judgement — eval iterations, outliers,
-non-finite losses, anything with escapes or carriage returns — go through the ordinary line path,
-so the result matches it (to within the filler estimate for unprinted iterations).
+A log written with log_interval 1 is almost all plain iteration lines. Read on attach, they carry no
+arrival time, and the state needs from them only sums, last values and a thinned history. So each block
+(≤ BLOCK bytes of whole lines) is split by the format's BulkLine pattern in one C call: the lines it
+matches become columns (iteration, duration) folded by `RunState.extend_iterations`; the text between
+them (warnings, evals, progress bars, garbage) goes through the ordinary line path. An unknown line costs
+one failed match plus its parse, and ends nothing: a stretch of iterations is cut only where a line
+between them has an event, so that every event reaches the state in the log's order.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from itertools import accumulate
+from functools import partial
+from itertools import compress, repeat
+from operator import truediv
+from typing import Any, AnyStr
 
-from monitor.model.state import OUTLIER_FACTOR, RunState
-from monitor.snapshot import IterPoint
+from monitor.model.state import RECENT_KEPT, RunState
+from parsers.base import BulkLine
+from parsers.events import Event, Iteration
 
-RUN = re.compile(r"(?:^iter [^\n]*\n)+", re.M)
-MIN_RUN = 16
-POINTS_PER_RUN = 32
+BLOCK = 1 << 20
+"""Bytes matched at once: the split's list holds a few objects per line, so memory stays bounded."""
 
 
-def feed_text(state: RunState, text: str, fields: re.Pattern[str],
-              slow: Callable[[list[str]], None], after: Callable[[], None]) -> int:
-    """Fold `text` (complete lines, each ending in a newline): runs of iteration lines in bulk (parsed
-    with `fields`, the format's iteration regex), everything else through `slow`; `after` runs after
-    every bulk run (the parser leaves any multi-line state an iteration line ends). Returns the number of
-    lines folded in bulk (the others were counted by `slow`)."""
-    pos = folded = 0
-    for m in RUN.finditer(text):
-        if m.start() > pos:
-            slow(text[pos:m.start()].split("\n")[:-1])
-        block = m.group()
-        rows = fields.findall(block) if "\r" not in block and "\x1b" not in block else []
-        done = _fold(state, rows, slow, block) if len(rows) >= MIN_RUN and len(rows) == block.count("\n") else None
-        if done is None:
-            slow(block.split("\n")[:-1])
-        else:
-            after()
-            folded += done
-        pos = m.end()
-    if pos < len(text):
-        slow(text[pos:].split("\n")[:-1])
+def feed(state: RunState, data: AnyStr, line: BulkLine, between: Callable[[AnyStr], list[Event]],
+         end_block: Callable[[int], None], apply: Callable[[Event], None]) -> int:
+    """Fold `data` (whole lines, each ending in a newline). `between(text)` parses the lines between
+    matched ones, counting them, and returns their events; `end_block(last_iter)` tells the parser what the
+    matched lines since the last call would have (the last iteration; a config block ended); `apply(event)`
+    folds an event of the lines between (each within its own failure boundary). Returns how many lines went
+    in bulk."""
+    folded = 0
+    blocks = _blocks(data)
+    for start, end in blocks:
+        folded += _feed_block(state, data[start:end], line, between, end_block, apply,
+                              last=end == blocks[-1][1])
     return folded
 
 
-def _fold(state: RunState, rows: list[tuple[str, ...]], slow: Callable[[list[str]], None],
-          block: str) -> int | None:
-    """Apply `rows` (iter, loss, ms, mfu as text): how many went in bulk (the rest went through `slow`),
-    or None when none could and the whole block needs the line path."""
-    # "iter", "loss", "time", "ms", "mfu" have no n: an n is a nan/inf loss (or a fork's suffix)
-    prev, typical = state.last, state.typical_dt()
-    if (prev is None or typical is None or state.time_axis != "reconstructed" or not state.segments
-            or prev.segment != state.segments[-1].index or "n" in block or "N" in block):
-        return None
-    first, last, n = int(rows[0][0]), int(rows[-1][0]), len(rows)
-    step = (last - first) // (n - 1)
-    if first <= prev.iter or step <= 0 or [r[0] for r in rows] != [str(i) for i in range(first, last + 1, step)]:
-        return None
-    try:
-        ms = list(map(float, [r[2] for r in rows]))
-    except ValueError:  # the loose bulk pattern let something odd through: the line path decides
-        return None
-    interval = int(state.number("eval_interval") or 0)
-    limit = OUTLIER_FACTOR * typical * 1000
-    special = [j for j, d in enumerate(ms) if d > limit or (interval > 0 and (first + j * step) % interval == 0)]
-    lines: list[str] = []
-    start = folded = 0
-    for j in [*special, n]:
-        if j > start:
-            try:
-                _stretch(state, rows[start:j], ms[start:j], step)
-                folded += j - start
-            except ValueError:  # a number the loose pattern let through: the line path decides
-                lines = lines or block.split("\n")
-                slow(lines[start:j])
-        if j < n:
-            lines = lines or block.split("\n")
-            slow([lines[j]])
-        start = j + 1
-    return folded
+def _blocks(data: AnyStr) -> list[tuple[int, int]]:
+    nl = b"\n" if isinstance(data, bytes) else "\n"
+    out, start = [], 0
+    while start < len(data):
+        end = data.rfind(nl, start, start + BLOCK) + 1
+        if end <= start:  # one line longer than a block
+            end = data.find(nl, start + BLOCK) + 1 or len(data)
+        out.append((start, end))
+        start = end
+    return out
 
 
-def _stretch(state: RunState, rows: list[tuple[str, ...]], ms: list[float], step: int) -> None:
-    """Evenly spaced, ordinary iterations right after `state.last` in its segment."""
-    prev = state.last
-    assert prev is not None
-    seg = state.segments[-1]
-    typical = state.typical_dt() or 0.0
-    first = int(rows[0][0])
-    lead = (first - prev.iter - 1) * typical  # unprinted iterations before the first row
-    fill = (step - 1) * typical  # … and between rows
-    clock0 = state.clock_s
-    elapsed = list(accumulate(ms))
-    n = len(rows)
-    keep = max(1, n // POINTS_PER_RUN)
-    points = []
-    for j in [*range(keep - 1, n - 1, keep), n - 1]:
-        it, loss, _, mfu = rows[j][:4]
-        mfu_v = float(mfu) / 100 if mfu and not mfu.startswith("-") else None
-        t = clock0 + lead + elapsed[j] / 1000 + j * fill
-        points.append(IterPoint(int(it), float(loss), ms[j] / 1000, t, None, False, seg.index, None, mfu_v))
-    for point in points:  # converted first: an odd number raises before the state changed
-        state.iters.append(point)
-    state.last = points[-1]
-    state.clock_s = state.last.t
-    state.recent_dt.extend(d / 1000 for d in ms[-(state.recent_dt.maxlen or n):])
-    state.iteration_lines += n
-    state.evaluating = False
-    state.error = None
-    state.nonfinite_since = None
-    seg.last_iter = state.last.iter
+def _feed_block(state: RunState, block: AnyStr, line: BulkLine, between: Callable[[AnyStr], list[Event]],
+                end_block: Callable[[int], None], apply: Callable[[Event], None], last: bool) -> int:
+    width = line.pattern.groups + 1
+    parts = _split(line, block) or [block]  # gap, groups…, gap, groups…, gap
+    gaps = parts[::width]
+    rows = len(gaps) - 1
+    if not rows:
+        for e in between(block):
+            apply(e)
+        return 0
+    iters = list(map(int, parts[1 + line.iter::width]))
+    dts = list(map(truediv, map(float, parts[1 + line.ms::width]), repeat(1000.0)))
+
+    text = bytes.decode if isinstance(block, bytes) else str
+
+    def event(offset: int, row: int) -> Iteration:
+        start = 1 + (offset + row) * width
+        return line.event(*(g if g is None else text(g) for g in parts[start:start + width - 1]))
+
+    dense = rows - RECENT_KEPT if last else rows  # the data's last lines all become history points
+    done = parsed = 0  # rows folded into the state; rows the parser has seen
+    for g in compress(range(len(gaps)), gaps):  # the non-empty gaps: text between matched lines
+        if g > parsed:
+            end_block(iters[g - 1])
+            parsed = g
+        events = between(gaps[g])
+        if events:
+            if g > done:
+                state.extend_iterations(iters[done:g], dts[done:g], partial(event, done), dense - done)
+                done = g
+            for e in events:
+                apply(e)
+    if rows > done:
+        state.extend_iterations(iters[done:], dts[done:], partial(event, done), dense - done)
+    if rows > parsed:
+        end_block(iters[-1])
+    return rows
+
+
+def _split(line: BulkLine, block: str | bytes) -> list[Any] | None:
+    """The block split by the line's pattern, or None when it holds the text that makes it unsafe."""
+    if isinstance(block, bytes):
+        return None if line.unsafe is not None and line.unsafe.encode() in block else line.pattern.split(block)
+    return None if line.unsafe is not None and line.unsafe in block else line.text.split(block)

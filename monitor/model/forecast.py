@@ -113,10 +113,10 @@ def _config_shown(state: RunState) -> bool:
 def forecast(state: RunState, now: float) -> Forecast:
     last = state.last
     tokens_per_iter = state.number("tokens_per_iter")
-    if last is None:
-        return Forecast(reason="waiting for the first iteration")
     if state.error is not None:
         return Forecast(reason=f"{state.status} ({state.error.type})")
+    if last is None:
+        return Forecast(reason="waiting for the first iteration")
     model = _model(state)
     if model is None:
         return Forecast(reason="warming up: too few steady iterations yet")

@@ -6,8 +6,9 @@ import re
 
 from monitor.model import bulk
 from monitor.model.state import RunState
-from parsers.base import Parser
-from parsers.text import clean_segments
+from parsers.base import BulkLine, Parser
+from parsers.events import Event
+from parsers.text import clean_segments, decode_lines
 from parsers.timestamps import TimestampParser, detect_prefix
 
 BULK_MIN_LINES = 256
@@ -38,12 +39,39 @@ class Ingest:
     def feed_lines(self, lines: list[str], arrival: float | None) -> None:
         """`arrival` is when these lines were read live, None when read on attach (backfill)."""
         self._decide(lines)
-        fields = self.parser.iter_fields
-        if arrival is None and fields is not None and self._stamp is None and len(lines) >= BULK_MIN_LINES:
-            folded = bulk.feed_text(self.state, "\n".join(lines) + "\n", fields, self._slow, self.parser.end_block)
-            self.lines += folded  # after the call: `_slow` counted the other lines meanwhile
+        spec = self._bulk_line()
+        if arrival is None and spec is not None and len(lines) >= BULK_MIN_LINES:
+            self._feed_bulk("\n".join(lines) + "\n", spec)
         else:
-            self._slow(lines, arrival)
+            for raw in lines:
+                self.feed(raw, arrival)
+        self._follow_format()
+
+    def feed_block(self, block: bytes) -> None:
+        """Whole lines read on attach, as the file holds them (each ending in a newline): the bulk path
+        straight from bytes, once the first lines have decided the timestamp question."""
+        spec = self._bulk_line() if self._stamp_decided else None
+        if spec is None:
+            self.feed_lines(decode_lines(block[:-1]) if block else [], None)
+            return
+        self._feed_bulk(block, spec)
+        self._follow_format()
+
+    def _bulk_line(self) -> BulkLine | None:
+        """The parser's plain iteration line, when bulk reading is possible (no timestamps to read)."""
+        return self.parser.bulk if self._stamp is None else None
+
+    def _feed_bulk(self, data: str | bytes, spec: BulkLine) -> None:
+        end_block = self.parser.end_block
+        if isinstance(data, bytes):
+            folded = bulk.feed(self.state, data, spec, lambda text: self._events_of(decode_lines(text[:-1])),
+                               end_block, self._apply)
+        else:
+            folded = bulk.feed(self.state, data, spec, lambda text: self._events_of(text[:-1].split("\n")),
+                               end_block, self._apply)
+        self.lines += folded  # after the call: the lines between were counted meanwhile
+
+    def _follow_format(self) -> None:
         if self.state.format != self.parser.name:  # an AutoParser switched format
             self.state.format = self.parser.name
             self.state.defaults = dict(self.parser.defaults)
@@ -63,12 +91,14 @@ class Ingest:
             if self._stamp is not None:
                 self.state.use_timestamps()
 
-    def _slow(self, lines: list[str], arrival: float | None = None) -> None:
+    def _events_of(self, lines: list[str]) -> list[Event]:
+        """The events of lines read on attach without timestamps (each counted), not yet applied."""
+        out: list[Event] = []
         for raw in lines:
-            self.feed(raw, arrival)
+            out += self._events(raw)
+        return out
 
     def feed(self, raw: str, arrival: float | None) -> None:
-        self.lines += 1
         at = arrival
         if self._stamp is not None:
             hit = self._stamp(raw)
@@ -76,17 +106,31 @@ class Ingest:
                 at, raw = hit
             elif at is None:
                 at = self.state.last_wall  # a line whose stamp is garbled: as late as the last one
-        state, parser = self.state, self.parser
+        for event in self._events(raw):
+            self._apply(event, at)
+
+    def _events(self, raw: str) -> list[Event]:
+        self.lines += 1
+        out: list[Event] = []
         for segment in clean_segments(raw):
             if not segment:
                 continue
             try:
-                events = parser.parse(segment)
-                for event in events:
-                    state.apply(event, at)
+                events = self.parser.parse(segment)
             except Exception as e:  # the line's own boundary: the lines after it still count
-                self.failures += 1
-                self.failure = f"{type(e).__name__}: {e}"
+                self._failed(e)
                 continue
+            out += events
             if not events and _PROGRESS_LIKE.match(segment):
                 self.parse_errors += 1
+        return out
+
+    def _apply(self, event: Event, at: float | None = None) -> None:
+        try:
+            self.state.apply(event, at)
+        except Exception as e:  # the event's own boundary: the ones after it still count
+            self._failed(e)
+
+    def _failed(self, e: Exception) -> None:
+        self.failures += 1
+        self.failure = f"{type(e).__name__}: {e}"

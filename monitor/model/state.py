@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 import statistics
+from bisect import insort
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 
 from monitor import limits
 from monitor.model.history import Thinned
@@ -23,6 +26,11 @@ ENDED_BY = {"SlurmTimeLimit": "timeout", "SlurmPreempted": "preempted", "SlurmCa
 
 OUTLIER_FACTOR = 3.0
 """An iteration this many times slower than the recent typical one carried an eval, a save or warm-up."""
+RECENT_KEPT = 64
+"""Of lines folded in bulk, the last this many become history points, as line by line; of the others, the
+ones whose iteration is a multiple of a spacing that doubles as the run grows (Thinned thins the same way)."""
+BULK_BLOCK = 4096
+"""Rows checked and folded at once: a bound on the work redone when a stretch has to stop early."""
 
 
 
@@ -47,6 +55,8 @@ class Segment:
 class RunState:
     format: str = "nanogpt"
     zero_based: bool = False  # the format's `iter N` is step N+1 (its parser says so)
+    formats: tuple[str, ...] = ()  # the formats lines are tried as (all of them when none was detected)
+    events: int = 0  # events read from the log: none means no line of any format tried was recognised
     defaults: dict[str, object] = field(default_factory=dict)
     user: dict[str, object] = field(default_factory=dict)
     logged: dict[str, object] = field(default_factory=dict)
@@ -115,6 +125,7 @@ class RunState:
 
     # ---- the fold -------------------------------------------------------------------------
     def apply(self, event: Event, at: float | None = None) -> None:
+        self.events += 1
         if at is not None:
             self.last_wall = at if self.last_wall is None else max(self.last_wall, at)
             if self.first_wall is None:
@@ -219,6 +230,104 @@ class RunState:
                 self.first_nonfinite = (event.iter, event.loss)
         else:
             self.nonfinite_since = None
+
+    def extend_iterations(self, iters: Sequence[int], dts: Sequence[float], event: Callable[[int], Iteration],
+                          dense_from: int | None = None) -> None:
+        """Fold consecutive iteration lines read on attach (no time of their own, finite losses, `dts[j]` ≥ 0
+        the j-th line's duration in seconds, `event(j)` its event) as `apply` folds them one by one.
+
+        Stretches of ordinary steps, whose every effect on the state is a sum or a last value, go in one
+        step: the clock by `accumulate` (the same additions in the same order), and only some of their points
+        into the history (all from row `dense_from` on, default the last RECENT_KEPT; evenly spaced ones
+        before). Any other line (an eval's iteration, a possible outlier, the first of a segment, a gap
+        that is not one iteration) goes through `apply`, so the state is the one the line path gives,
+        its history apart."""
+        n, j = len(iters), 0
+        dense = n - RECENT_KEPT if dense_from is None else dense_from
+        while j < n:
+            k = self._ordinary_stretch(iters, dts, j, min(n, j + BULK_BLOCK))
+            if k > j:
+                self._fold_stretch(iters, dts, event, j, k, dense)
+                j = k
+            else:
+                self.apply(event(j))
+                j += 1
+
+    def _ordinary_stretch(self, iters: Sequence[int], dts: Sequence[float], j: int, end: int) -> int:
+        """How far from row j the rows are ordinary steps the same number of iterations apart (j when row j
+        is not one).
+
+        A duration at most OUTLIER_FACTOR × the smallest one around is surely not an outlier: every median
+        the line path would take over the recent durations is at least that smallest one."""
+        prev, seg = self.last, self.segments[-1] if self.segments else None
+        if prev is None or seg is None or prev.segment != seg.index or seg.first_iter is None:
+            return j
+        first = iters[j]
+        step = first - prev.iter
+        if step <= 0:
+            return j
+        interval = int(self.number("eval_interval") or 0)
+        if interval > 0:  # the next eval's iteration is not ordinary
+            m = -(-first // interval) * interval
+            for _ in range(step):  # the multiples' offsets from `first`, modulo step, repeat within `step`
+                if (m - first) % step == 0:
+                    end = min(end, j + (m - first) // step)
+                    break
+                m += interval
+        if end <= j:
+            return j
+        if list(iters[j:end]) != list(range(first, first + step * (end - j), step)):
+            end = j + next(i for i, it in enumerate(iters[j:end]) if it != first + step * i)
+        window = dts[j:end]
+        if max(window) > OUTLIER_FACTOR * min(min(window), min(self.recent_dt, default=math.inf)):
+            end = j + next((i for i, (d, typical) in enumerate(zip(window, self._typicals(window), strict=True))
+                            if typical and d > OUTLIER_FACTOR * typical), len(window))  # judged one by one
+        return end
+
+    def _fold_stretch(self, iters: Sequence[int], dts: Sequence[float], event: Callable[[int], Iteration],
+                      j: int, k: int, dense: int) -> None:
+        seg = self.segments[-1]
+        step = iters[j] - self.last.iter if self.last is not None else 1
+        # `clock_s += dt + filler` line by line, in the same order
+        times = list(accumulate(dts[j:k] if step == 1 else self._filled(dts[j:k], step), initial=self.clock_s))
+        spacing = max(1, (1 << (self.iteration_lines // self.iters.capacity).bit_length()) // step)
+        kept = [*range(j + (-(iters[j] // step)) % spacing, min(k, dense), spacing), *range(max(j, dense), k)]
+        if not kept or kept[-1] != k - 1:
+            kept.append(k - 1)  # the last line is the state's `last`, in the history as line by line
+        for i in kept:
+            e = event(i)
+            self.iters.append(IterPoint(e.iter, e.loss, e.dt_s, times[i - j + 1], None, False, seg.index,
+                                        e.tokens_per_s, e.mfu))
+        if e.max_iters is not None:  # every line states it: the last one's stays
+            self.logged["max_iters"] = e.max_iters
+        self.last = self.iters.points[-1]
+        self.clock_s = times[-1]
+        self.recent_dt.extend(dts[max(j, k - (self.recent_dt.maxlen or k)):k])
+        self.iteration_lines += k - j
+        self.events += k - j
+        self.evaluating = False
+        self.error = None
+        self.nonfinite_since = None
+        seg.last_iter = e.iter
+
+    def _filled(self, dts: Sequence[float], step: int) -> list[float]:
+        """Each duration plus the unprinted iterations before it at the typical duration of the moment,
+        as `_iteration` adds them."""
+        return [d + (step - 1) * (d if typical is None else typical)
+                for d, typical in zip(dts, self._typicals(dts), strict=True)]
+
+    def _typicals(self, dts: Sequence[float]) -> Iterator[float | None]:
+        """For each of `dts` (ordinary steps, each appended to `recent_dt` in turn), what `typical_dt()`
+        gives just before it: the window's median, kept sorted instead of sorted anew."""
+        window = deque(self.recent_dt, maxlen=self.recent_dt.maxlen)
+        ordered = sorted(window)
+        for d in dts:
+            n = len(ordered)
+            yield (ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2) if n else None
+            if len(window) == window.maxlen:
+                ordered.remove(window[0])
+            window.append(d)
+            insort(ordered, d)
 
     def _is_overhead(self, event: Iteration, first_in_segment: bool) -> bool:
         if first_in_segment or event.iter == 0:
