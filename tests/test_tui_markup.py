@@ -107,9 +107,8 @@ async def test_run_names_in_tabs_and_overview_are_literal(hostile_log: Path) -> 
     app = TrainwatchApp(lambda: snaps, clock=lambda: FIXED_NOW)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: bool(app.query(Overview)) and app.query_one(Overview).row_count == 2)
-        await pilot.pause()
-        text = screen_text(app)
-        assert f"1 {NAME}" in text and "2 [link=https://evil.example]y[/link]" in text  # tab labels
+        await wait_for(pilot, lambda: f"1 {NAME}" in screen_text(app)
+                       and "2 [link=https://evil.example]y[/link]" in screen_text(app))  # tab labels, drawn
         overview = widget_text(app, app.query_one(Overview))
         assert NAME in overview and "[link=https://evil.example]y[/link]" in overview
         no_markup_applied(app)
