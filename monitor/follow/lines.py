@@ -24,7 +24,7 @@ class LineSplitter:
         return out
 
     def feed_block(self, chunk: bytes) -> bytes:
-        """The chunk's complete lines undecoded, each ending in a newline (monitor.bulk reads bytes):
+        """The chunk's complete lines undecoded, each ending in a newline (monitor.model.bulk reads bytes):
         `decode_lines` of it, its last newline left out, is what `feed` returns."""
         head, body = self._complete(chunk)
         return body if head is None else head + b"\n" + body

@@ -73,9 +73,7 @@ class Ingest:
 
     def _follow_format(self) -> None:
         if self.state.format != self.parser.name:  # an AutoParser switched format
-            self.state.format = self.parser.name
-            self.state.defaults = dict(self.parser.defaults)
-            self.state.zero_based = self.parser.zero_based
+            self.state.use_format(self.parser.name, self.parser.defaults, self.parser.zero_based)
 
     def stamp_of(self, raw: str) -> float | None:
         """The time in `raw`'s timestamp prefix; None when the log's lines carry none (or this one is garbled)."""

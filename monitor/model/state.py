@@ -11,7 +11,7 @@ import math
 import statistics
 from bisect import insort
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
 
@@ -153,6 +153,10 @@ class RunState:
         """Lines read on attach carry no time; the file's modification time is when the last was written."""
         if self.last_wall is None:
             self.last_wall = wall
+
+    def use_format(self, name: str, defaults: Mapping[str, object], zero_based: bool) -> None:
+        """The log reads as another format from here on (an AutoParser switched): its defaults and steps."""
+        self.format, self.defaults, self.zero_based = name, dict(defaults), zero_based
 
     def use_timestamps(self) -> None:
         """The file's lines carry timestamps: measure time from them instead of printed durations."""
