@@ -57,6 +57,7 @@ def summary(s: Snapshot) -> dict[str, Any]:
     d["taken_at"] = s.taken_at
     d["labels"] = dict(s.labels)
     d["checkpoints"] = s.checkpoints
+    d["no_progress"] = s.no_progress
     d["time"].update(finish_p10=fc.finish_p10, finish_p90=fc.finish_p90, stalled_s=fc.stalled_s,
                      expected_gap_s=fc.expected_gap_s, slowdown=fc.slowdown)
     d["energy"]["mean_power_w"] = s.energy.mean_power_w
@@ -151,6 +152,7 @@ SNAPSHOT_PATHS: dict[str, tuple[str, ...]] = {
     "gpu_memory_peak_bytes": ("gpu", "memory_peak_bytes"), "gpu_selection": ("gpu", "selection"),
     "last_checkpoint_iter": ("last_checkpoint_iter",), "job_end_at": ("job_end_at",),
     "target_loss": ("loss", "target"),
+    "no_progress": ("no_progress",),
 }
 """Where each plain Snapshot field lives in a run's dict; the structured ones are read in `snapshot_of`.
 A test checks that every Snapshot field is read: a field added to the snapshot fails it until the
