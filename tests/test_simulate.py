@@ -391,7 +391,9 @@ def test_buffered_subprocess_file_grows_only_at_block_boundaries(tmp_path: Path)
         proc.kill()
         proc.wait()
     seen.add(live.stat().st_size)
-    assert seen <= boundaries
+    # A block's write() can be caught half done: the kernel grows the file a page at a time while it copies
+    # (ext4, a loaded machine). Line by line, sizes would end at lines instead, rarely on a page.
+    assert {s for s in seen if s % 4096} <= boundaries
     assert live.stat().st_size == max(boundaries)
 
 
