@@ -8,7 +8,7 @@ import pytest
 from prom_fixtures import wait_for
 from slurm_cluster import SlurmCluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # the session's one cluster, on one worker
 
 
 def test_a_job_runs_and_writes_its_output(slurm: SlurmCluster, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from prom_fixtures import free_port, http_get, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from slurm_cluster import SlurmCluster, end
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one cluster and one serve for the module
 
 ROOT = Path(__file__).resolve().parents[1]
 
