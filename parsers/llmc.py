@@ -57,8 +57,8 @@ _SCHEDULE_ROWS: dict[str, str] = {  # the learning-rate schedule, for the final-
 class LlmcParser(FormatDefaults):
     name = "llmc"
     bulk = BulkLine(rf"^step +([0-9]{{1,18}})/([0-9]{{1,18}}) \| loss ({PLAIN}) \([^()|\n]*\)\| norm [^|\n]*\| "
-                    rf"lr [^|\n]*\| ({PLAIN}) ms \| (-?{PLAIN})% bf16 MFU \| ({PLAIN}) tok/s\n",
-                    iter=0, ms=3, event=lambda *groups: _bulk_step(*groups), unsafe="ERROR]")
+                    rf"lr ([^|(),\n]*)\| ({PLAIN}) ms \| (-?{PLAIN})% bf16 MFU \| ({PLAIN}) tok/s\n",
+                    iter=0, ms=4, event=lambda *groups: _bulk_step(*groups), unsafe="ERROR]")
     """train_gpt2.cu's step line, for reading runs of them in bulk (monitor.model.bulk). A library error's `at file`
     line makes the parser take the next line as its message: text holding one is read line by line."""
 
@@ -223,11 +223,12 @@ def _fields(rest: str) -> tuple[float | None, float | None, float | None, float 
     return ms, mfu, tokens, lr
 
 
-def _bulk_step(step: str, total: str, loss: str, ms: str, mfu: str, tokens: str) -> Iteration:
+def _bulk_step(step: str, total: str, loss: str, lr: str, ms: str, mfu: str, tokens: str) -> Iteration:
     """What `_step_line` gives for a line of `LlmcParser.bulk` (plain numbers only)."""
     mfu_pct = float(mfu)
     return Iteration(iter=int(step), loss=float(loss), dt_s=float(ms) / 1000.0,
-                     mfu=mfu_pct / 100.0 if mfu_pct >= 0 else None, max_iters=int(total), tokens_per_s=float(tokens))
+                     mfu=mfu_pct / 100.0 if mfu_pct >= 0 else None, max_iters=int(total), tokens_per_s=float(tokens),
+                     lr=finite(to_float(lr.strip())))
 
 
 def _mainlog(m: re.Match[str]) -> Event:

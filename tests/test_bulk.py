@@ -30,7 +30,7 @@ SIMULATED = {
     "crash": SimConfig(seed=7, log_interval=1, max_iters=3000, crash_at=0.7),
     "long": SimConfig(seed=8, log_interval=1, max_iters=60000),
 }
-FORECAST_DERIVED = {"forecast", "energy_forecast_j", "mfu", "history"}
+FORECAST_DERIVED = {"forecast", "energy_forecast_j", "mfu", "history", "final_loss", "final_loss_halfway"}
 """Snapshot fields that rest on the history's points, which bulk keeps fewer of."""
 
 

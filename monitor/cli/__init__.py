@@ -121,7 +121,7 @@ class JournalFormatter(logging.Formatter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "-V", "--version"):
         argv.insert(0, "watch")  # `trainwatch LOG…`, `trainwatch --slurm`: the live view
     parser = plan_parser() if argv[:1] == ["plan"] else build_parser()
     args = parser.parse_args(argv)

@@ -301,7 +301,7 @@ class RunState:
         for i in kept:
             e = event(i)
             self.iters.append(IterPoint(e.iter, e.loss, e.dt_s, times[i - j + 1], None, False, seg.index,
-                                        e.tokens_per_s, e.mfu))
+                                        e.tokens_per_s, e.mfu, e.lr))
         if e.max_iters is not None:  # every line states it: the last one's stays
             self.logged["max_iters"] = e.max_iters
         self.last = self.iters.points[-1]
