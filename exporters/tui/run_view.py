@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from exporters.tui.charts import LossChart, SpeedChart
@@ -35,6 +38,11 @@ class RunView(Vertical):
             yield EventsPanel("events")
 
     def show(self, s: Snapshot, ctx: ViewContext) -> None:
+        # not composed yet, or being taken down as the app exits: the next pull draws it
+        with contextlib.suppress(NoMatches):
+            self._show(s, ctx)
+
+    def _show(self, s: Snapshot, ctx: ViewContext) -> None:
         self.query_one(RunHeader).show(s, ctx)
         self.set_class(s.no_progress is not None, "-no-progress")  # the note, and nothing but the header
         if s.no_progress:
