@@ -231,7 +231,6 @@ class Snapshot:
     target_loss: float | None = None  # the val loss the user hopes for (--target-loss)
     final_loss_halfway: FinalLoss | None = None  # once finished: what was predicted at 50 %
     source: str = ""  # the log's path as the OS has it, when escaping made `log` differ: a key, never shown
-
     no_progress: str | None = None  # lines were read and none of any format tried was recognised: says so
 
     @property
